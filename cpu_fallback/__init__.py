@@ -1,0 +1,67 @@
+"""gpuvio's CPU backend: PyAV (FFmpeg) for video, Pillow for images. The reference semantics.
+
+Every GPU backend is checked against this one. It imports no CUDA library, so it is safe in
+forked DataLoader workers. Use it through :mod:`gpuvio` (``device="cpu"``, the default); the
+:class:`CpuBackend` object is what the dispatcher talks to.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import torch
+
+from gpuvio._dispatch import Backend
+from gpuvio._types import ImageReadMode
+
+from . import _image, _video
+from ._video_reader import PyAVVideoSource
+
+__all__ = ["CpuBackend", "PyAVVideoSource"]
+
+
+class CpuBackend(Backend):
+    """The CPU implementation of every gpuvio operation."""
+
+    name = "cpu"
+    device_type = "cpu"
+    operations = frozenset({"decode_image", "encode_jpeg", "encode_png", "read_video",
+                            "read_video_timestamps", "open_video", "write_video"})
+
+    def decode_images(self, items: list[Any], *, mode: ImageReadMode, apply_exif_orientation: bool,
+                      device: torch.device, on_error: str) -> list[Any]:
+        out: list[Any] = []
+        for data, fmt in items:
+            try:
+                image = _image.decode(data, fmt, mode, apply_exif_orientation)
+            except Exception as exc:  # handed to the front-end, which raises or skips
+                if on_error == "raise" and len(items) == 1:
+                    raise
+                out.append(exc)
+                continue
+            out.append(image if device.type == "cpu" else image.to(device))
+        return out
+
+    def encode_jpeg(self, images: list[torch.Tensor], *, quality: int) -> list[torch.Tensor]:
+        return [_image.encode_jpeg(image.cpu(), quality) for image in images]
+
+    def encode_png(self, image: torch.Tensor, *, compression_level: int) -> torch.Tensor:
+        return _image.encode_png(image.cpu(), compression_level)
+
+    def read_video(self, source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        video, audio, info = _video.read_video(source, start_pts, end_pts, pts_unit)
+        if device.type != "cpu":
+            video = video.to(device)
+        return video, audio, info
+
+    def read_video_timestamps(self, source: Any, *, pts_unit: str) -> tuple[list[Any], float | None]:
+        return _video.read_video_timestamps(source, pts_unit)
+
+    def write_video(self, path: str, video: torch.Tensor, fps: Fraction, **options: Any) -> None:
+        _video.write_video(path, video.cpu(), fps, **options)
+
+    def open_video(self, source: Any, *, stream: tuple[str, int], num_threads: int,
+                   device: torch.device) -> PyAVVideoSource:
+        return PyAVVideoSource(source, stream=stream, num_threads=num_threads, device=device)

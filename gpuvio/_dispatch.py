@@ -1,0 +1,309 @@
+"""Backend dispatch: (operation, device, backend name) -> the backend object that does the work.
+
+Backends join a registry with a *loader* (``"module:Class"``, imported on first use) and a cheap
+*probe* that says whether the backend can run here without importing it. Nothing in this module
+imports a CUDA library or creates a CUDA context: the CPU path stays safe in forked DataLoader
+workers, and GPU libraries load only when a GPU backend is first asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+
+from ._errors import BackendUnavailableError, InvalidArgumentError, InvalidInputTypeError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "Backend",
+    "BackendInfo",
+    "Operation",
+    "backends",
+    "parse_device",
+    "register_backend",
+    "select_backend",
+]
+
+Operation = Literal[
+    "decode_image",
+    "encode_jpeg",
+    "encode_png",
+    "read_video",
+    "read_video_timestamps",
+    "open_video",
+    "write_video",
+]
+OPERATIONS: frozenset[str] = frozenset(Operation.__args__)  # type: ignore[attr-defined]
+DeviceType = Literal["cpu", "cuda"]
+
+
+class Backend:
+    """The small interface every backend implements.
+
+    A backend declares the operations it serves in :attr:`operations`; the dispatcher never calls
+    a method for an operation the backend does not declare. Arguments arrive validated and
+    normalised by the front-ends in ``gpuvio/_image.py``, ``_video.py`` and ``_video_reader.py``.
+    """
+
+    name: ClassVar[str]
+    device_type: ClassVar[DeviceType]
+    operations: ClassVar[frozenset[str]]
+
+    def decode_images(self, items: list[Any], *, mode: Any, apply_exif_orientation: bool,
+                      device: torch.device, on_error: str) -> list[Any]:
+        raise NotImplementedError
+
+    def encode_jpeg(self, images: list[torch.Tensor], *, quality: int) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def encode_png(self, image: torch.Tensor, *, compression_level: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def read_video(self, source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        raise NotImplementedError
+
+    def read_video_timestamps(self, source: Any, *, pts_unit: str) -> tuple[list[Any], float | None]:
+        raise NotImplementedError
+
+    def write_video(self, path: str, video: torch.Tensor, fps: Any, **options: Any) -> None:
+        raise NotImplementedError
+
+    def open_video(self, source: Any, *, stream: tuple[str, int], num_threads: int,
+                   device: torch.device) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What :func:`gpuvio.backends` reports about one backend."""
+
+    name: str
+    device_type: DeviceType
+    operations: frozenset[str]
+    usable: bool
+    reason: str | None
+    description: str
+
+    def __repr__(self) -> str:
+        state = "usable" if self.usable else f"not usable: {self.reason}"
+        return f"BackendInfo({self.name!r}, device={self.device_type}, {state})"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    device_type: DeviceType
+    operations: frozenset[str]
+    loader: str
+    probe: Callable[[], str | None]
+    description: str
+
+
+_REGISTRY: dict[str, _Entry] = {}
+_INSTANCES: dict[str, Backend] = {}
+_LOCK = threading.Lock()
+
+
+def register_backend(name: str, *, device_type: DeviceType, operations: frozenset[str] | set[str],
+                     loader: str, probe: Callable[[], str | None], description: str = "") -> None:
+    """Add a backend to the registry (earlier registrations are preferred for a device).
+
+    ``loader`` is ``"module:Class"``; the class is imported and instantiated on first use.
+    ``probe()`` returns ``None`` when the backend can run here, else a short reason. It must be
+    cheap and must not import CUDA libraries.
+    """
+    unknown = set(operations) - OPERATIONS
+    if unknown:
+        raise InvalidArgumentError(f"unknown operations {sorted(unknown)}; allowed: {sorted(OPERATIONS)}")
+    _REGISTRY[name] = _Entry(name, device_type, frozenset(operations), loader, probe, description)
+    _INSTANCES.pop(name, None)
+
+
+def _unregister_backend(name: str) -> None:
+    """Remove a backend (tests use it to add and drop fake backends)."""
+    _REGISTRY.pop(name, None)
+    _INSTANCES.pop(name, None)
+
+
+def module_missing(*modules: str) -> str | None:
+    """A probe helper: the reason a module is missing, without importing it."""
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"{module} is not installed"
+    return None
+
+
+_cuda_reason_cache: list[str | None] = []
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why CUDA cannot be used here (``None`` when it can), without creating a CUDA context.
+
+    torch's device count goes through NVML when it can, which leaves CUDA uninitialised, so
+    asking is safe before a fork.
+    """
+    if _cuda_reason_cache:
+        return _cuda_reason_cache[0]
+    import torch
+
+    if torch.version.cuda is None:
+        reason: str | None = f"torch {torch.__version__} is a CPU-only build"
+    elif torch.cuda.device_count() == 0:
+        reason = "no CUDA device"
+    else:
+        reason = None
+    _cuda_reason_cache.append(reason)
+    return reason
+
+
+def backends() -> list[BackendInfo]:
+    """Every registered backend, with whether it can run here and, if not, why.
+
+    Example::
+
+        >>> [b.name for b in gpuvio.backends() if b.usable]
+        ['cpu']
+    """
+    _load_builtin_backends()
+    out = []
+    for entry in _REGISTRY.values():
+        reason = entry.probe()
+        out.append(BackendInfo(entry.name, entry.device_type, entry.operations, reason is None,
+                               reason, entry.description))
+    return out
+
+
+def parse_device(device: Any) -> torch.device | Literal["auto"]:
+    """Normalise ``device=`` to a ``torch.device`` or ``"auto"``; reject anything else clearly."""
+    import torch
+
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        return "auto"
+    if not isinstance(device, (str, torch.device)):
+        raise InvalidInputTypeError(
+            f"device must be a string or torch.device; got {type(device).__name__}")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise InvalidArgumentError(
+            f"device must be 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device of type cpu or cuda; "
+            f"got {device!r}")
+    return parsed
+
+
+def _auto_cuda_device() -> torch.device:
+    import torch
+
+    # Under torchrun each process owns the GPU of its LOCAL_RANK.
+    local_rank = os.environ.get("LOCAL_RANK")
+    index = int(local_rank) if local_rank and local_rank.isdigit() else 0
+    return torch.device("cuda", index)
+
+
+def _instance(entry: _Entry) -> Backend:
+    with _LOCK:
+        backend = _INSTANCES.get(entry.name)
+        if backend is None:
+            module_name, _, class_name = entry.loader.partition(":")
+            backend = getattr(importlib.import_module(module_name), class_name)()
+            _INSTANCES[entry.name] = backend
+        return backend
+
+
+def get_backend(name: str) -> Backend:
+    """The backend object registered under ``name`` (imported on first use)."""
+    _load_builtin_backends()
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        raise InvalidArgumentError(f"unknown backend {name!r}; registered: {sorted(_REGISTRY)}")
+    reason = entry.probe()
+    if reason is not None:
+        raise BackendUnavailableError(f"backend {name!r} cannot run here: {reason}")
+    return _instance(entry)
+
+
+def select_backend(operation: Operation, device: Any = "cpu",
+                   backend: str | None = None) -> tuple[Backend, torch.device]:
+    """Pick the backend and the output device for one call.
+
+    ``device`` is ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a ``torch.device``;
+    ``backend`` forces a registered backend by name. ``"auto"`` takes the first usable GPU backend
+    for the operation and otherwise the CPU. Raises :class:`BackendUnavailableError` naming what
+    is missing when a CUDA device is asked for and no GPU backend can serve it.
+    """
+    import torch
+
+    _load_builtin_backends()
+    target = parse_device(device)
+    if backend is not None:
+        entry = _REGISTRY.get(backend)
+        if entry is None:
+            raise InvalidArgumentError(f"unknown backend {backend!r}; registered: {sorted(_REGISTRY)}")
+        if operation not in entry.operations:
+            raise InvalidArgumentError(
+                f"backend {backend!r} does not support {operation}; it supports {sorted(entry.operations)}")
+        if target == "auto":
+            target = torch.device("cpu") if entry.device_type == "cpu" else _auto_cuda_device()
+        elif entry.device_type == "cpu" and target.type != "cpu":
+            # the CPU backend serves a CUDA device by decoding on the CPU and uploading
+            pass
+        elif entry.device_type == "cuda" and target.type != "cuda":
+            raise InvalidArgumentError(
+                f"backend {backend!r} produces CUDA tensors; got device={device!r}")
+        reason = entry.probe()
+        if reason is not None:
+            raise BackendUnavailableError(f"backend {backend!r} cannot run here: {reason}")
+        return _instance(entry), target
+
+    if target == "auto" or target.type == "cuda":
+        reasons = []
+        for entry in _REGISTRY.values():
+            if entry.device_type != "cuda" or operation not in entry.operations:
+                continue
+            reason = entry.probe()
+            if reason is None:
+                return _instance(entry), (_auto_cuda_device() if target == "auto" else target)
+            reasons.append(f"{entry.name}: {reason}")
+        if target != "auto":
+            detail = "; ".join(reasons) if reasons else "no GPU backend is registered for it"
+            raise BackendUnavailableError(
+                f"device={device!r} needs a GPU backend for {operation}, and none can run here ({detail}). "
+                "Use device='cpu', or device='auto' to fall back to the CPU.")
+        target = torch.device("cpu")
+
+    for entry in _REGISTRY.values():
+        if entry.device_type == "cpu" and operation in entry.operations:
+            reason = entry.probe()
+            if reason is None:
+                return _instance(entry), target
+            raise BackendUnavailableError(f"{operation} on the CPU needs backend {entry.name!r}: {reason}")
+    raise BackendUnavailableError(f"no backend is registered for {operation}")
+
+
+_builtins_loaded = False
+
+
+def _load_builtin_backends() -> None:
+    """Register the built-in backends once (lightweight: probes and loader strings only)."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    from .backends import register_builtin_backends
+
+    register_builtin_backends()

@@ -1,0 +1,52 @@
+"""The error classes of gpuvio.
+
+Every error has one root, :class:`GpuvioError`, and also inherits the builtin exception that
+code written for ``torchvision.io`` (or plain Python) would catch. torchvision signals most
+problems with ``RuntimeError``, so the classes below keep ``RuntimeError`` in their bases next to
+the more precise builtin (``ValueError``, ``TypeError``, ``FileNotFoundError``, ``ImportError``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailableError",
+    "DecodeError",
+    "GpuvioError",
+    "InvalidArgumentError",
+    "InvalidInputTypeError",
+    "MediaFileNotFoundError",
+    "ResourceLimitError",
+    "UnsupportedFormatError",
+]
+
+
+class GpuvioError(Exception):
+    """Root of every error raised by gpuvio."""
+
+
+class DecodeError(GpuvioError, RuntimeError):
+    """The input could not be decoded: corrupt, truncated or unsupported data."""
+
+
+class UnsupportedFormatError(DecodeError, ValueError):
+    """The data is not in a format this operation can read (e.g. a BMP given to decode_image)."""
+
+
+class InvalidArgumentError(GpuvioError, ValueError, RuntimeError):
+    """An argument has a bad value: out of range, wrong shape, unknown choice."""
+
+
+class InvalidInputTypeError(GpuvioError, TypeError, RuntimeError):
+    """An argument has the wrong type or dtype."""
+
+
+class MediaFileNotFoundError(GpuvioError, FileNotFoundError, RuntimeError):
+    """The file to read does not exist."""
+
+
+class ResourceLimitError(GpuvioError, ValueError, RuntimeError):
+    """The input asks for more than the configured limits allow (e.g. a decompression bomb)."""
+
+
+class BackendUnavailableError(GpuvioError, ImportError, RuntimeError):
+    """The requested backend or device cannot run here; the message says why."""

@@ -1,0 +1,280 @@
+"""Image front-end: torchvision.io's image functions, validated here and dispatched to a backend."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Literal, Sequence, overload
+
+import torch
+
+from ._dispatch import select_backend
+from ._errors import (
+    DecodeError,
+    GpuvioError,
+    InvalidArgumentError,
+    InvalidInputTypeError,
+    UnsupportedFormatError,
+)
+from ._formats import ImageFormat, sniff_image_format
+from ._source import atomic_output, encoded_view, read_file
+from ._types import DeviceLike, ImageReadMode
+
+__all__ = [
+    "decode_gif",
+    "decode_image",
+    "decode_jpeg",
+    "decode_png",
+    "decode_webp",
+    "encode_jpeg",
+    "encode_png",
+    "read_image",
+    "write_jpeg",
+    "write_png",
+]
+
+OnError = Literal["raise", "skip"]
+_ALL_FORMATS: tuple[ImageFormat, ...] = ("jpeg", "png", "gif", "webp")
+EncodedImage = "torch.Tensor | bytes | str | os.PathLike[str]"
+
+
+def _format_error(data: memoryview, allowed: tuple[ImageFormat, ...]) -> GpuvioError:
+    head = bytes(data[:2]).ljust(2, b"\0")
+    if allowed == ("jpeg",):
+        return UnsupportedFormatError(f"Not a JPEG file: starts with 0x{head[0]:02x} 0x{head[1]:02x}")
+    if allowed == ("png",):
+        if len(data) < 8:
+            return DecodeError("Content is too small for png!")
+        return UnsupportedFormatError("Content is not png!")
+    names = ", ".join(allowed[:-1]) + f" and {allowed[-1]}" if len(allowed) > 1 else allowed[0]
+    return UnsupportedFormatError(
+        f"Unsupported image file. Only {names} are currently supported "
+        f"(the data starts with {bytes(data[:8])!r}).")
+
+
+def _prepare(source: Any, allowed: tuple[ImageFormat, ...]) -> tuple[memoryview, str] | GpuvioError:
+    """(bytes, format) of one input, or the per-image error to raise or skip."""
+    if isinstance(source, (str, os.PathLike)):
+        data = memoryview(read_file(source).numpy())
+        if data.nbytes == 0:
+            return DecodeError(f"the file {os.fspath(source)!r} is empty")
+    else:
+        data = encoded_view(source, what="input")
+    fmt = sniff_image_format(data)
+    if fmt is None or fmt not in allowed:
+        if allowed == ("png",) and fmt is None and bytes(data[:4]) == b"\x89PNG"[: len(data)]:
+            return DecodeError("Content is too small for png!")
+        return _format_error(data, allowed)
+    return data, fmt
+
+
+def _with_index(exc: BaseException, index: int, total: int) -> BaseException:
+    try:
+        return type(exc)(f"image {index} of {total}: {exc}")
+    except TypeError:
+        return exc
+
+
+def _decode(input: Any, mode: ImageReadMode | str, apply_exif_orientation: bool, device: DeviceLike,
+            backend: str | None, on_error: OnError, allowed: tuple[ImageFormat, ...]) -> Any:
+    mode = ImageReadMode.parse(mode)
+    if on_error not in ("raise", "skip"):
+        raise InvalidArgumentError(f"on_error must be 'raise' or 'skip'; got {on_error!r}")
+    batch = isinstance(input, (list, tuple))
+    sources = list(input) if batch else [input]
+    if not sources:
+        return []
+    prepared = [_prepare(s, allowed) for s in sources]
+    chosen, target = select_backend("decode_image", device, backend)
+    good = [(i, p) for i, p in enumerate(prepared) if not isinstance(p, BaseException)]
+    decoded = chosen.decode_images([p for _, p in good], mode=mode,
+                                   apply_exif_orientation=apply_exif_orientation,
+                                   device=target, on_error=on_error) if good else []
+    results: list[Any] = list(prepared)
+    for (i, _), out in zip(good, decoded):
+        results[i] = out
+    if not batch:
+        if isinstance(results[0], BaseException):
+            raise results[0]
+        return results[0]
+    failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    if failed and on_error == "raise":
+        raise _with_index(results[failed[0]], failed[0], len(results)) from results[failed[0]]
+    if failed:
+        reasons = "; ".join(f"{i}: {results[i]}" for i in failed[:5])
+        warnings.warn(f"skipped {len(failed)} of {len(results)} images that failed to decode ({reasons})",
+                      RuntimeWarning, stacklevel=3)
+    return [r for r in results if not isinstance(r, BaseException)]
+
+
+@overload
+def decode_image(input: torch.Tensor | bytes | str | os.PathLike[str],
+                 mode: ImageReadMode | str = ..., apply_exif_orientation: bool = ..., *,
+                 device: DeviceLike = ..., backend: str | None = ..., on_error: OnError = ...) -> torch.Tensor: ...
+@overload
+def decode_image(input: Sequence[torch.Tensor | bytes | str | os.PathLike[str]],
+                 mode: ImageReadMode | str = ..., apply_exif_orientation: bool = ..., *,
+                 device: DeviceLike = ..., backend: str | None = ..., on_error: OnError = ...) -> list[torch.Tensor]: ...
+
+
+def decode_image(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
+                 apply_exif_orientation: bool = False, *, device: DeviceLike = "cpu",
+                 backend: str | None = None, on_error: OnError = "raise") -> Any:
+    """Decode a JPEG, PNG, GIF or WebP image; the format is read from the data itself.
+
+    Args:
+        input: the encoded image as a ``Tensor[N] uint8`` (e.g. from :func:`read_file`), bytes, or
+            a path; or a list of these, which is decoded as one batch.
+        mode: channel layout of the result (:class:`ImageReadMode` or its name). Default
+            ``UNCHANGED``: the file's own channels.
+        apply_exif_orientation: turn the image upright according to its EXIF orientation tag.
+            Default False.
+        device: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (the GPU if one is usable).
+        backend: force a backend by name (see :func:`gpuvio.backends`).
+        on_error: for lists, ``"raise"`` (default) raises for the first bad image, naming its index;
+            ``"skip"`` leaves bad images out of the result and warns which.
+
+    Returns:
+        ``Tensor[C, H, W]`` uint8 (uint16 for 16-bit PNGs; ``Tensor[N, C, H, W]`` for an animated
+        GIF) on ``device``, or a list of them for a list input.
+
+    Raises:
+        UnsupportedFormatError: the data is not one of the supported formats.
+        DecodeError: the data is corrupt or truncated (a ``RuntimeError``, like torchvision's).
+    """
+    return _decode(input, mode, apply_exif_orientation, device, backend, on_error, _ALL_FORMATS)
+
+
+def decode_jpeg(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
+                device: DeviceLike = "cpu", apply_exif_orientation: bool = False, *,
+                backend: str | None = None, on_error: OnError = "raise") -> Any:
+    """Decode a JPEG (or a list of JPEGs, as a batch). See :func:`decode_image` for the arguments.
+
+    Returns:
+        ``Tensor[C, H, W]`` uint8 (C is 1 for grayscale, 3 for colour, 4 for CMYK in ``UNCHANGED``),
+        or a list of them.
+    """
+    return _decode(input, mode, apply_exif_orientation, device, backend, on_error, ("jpeg",))
+
+
+def decode_png(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
+               apply_exif_orientation: bool = False, *, device: DeviceLike = "cpu",
+               backend: str | None = None) -> Any:
+    """Decode a PNG. 16-bit PNGs give ``Tensor[C, H, W] uint16``, others uint8.
+
+    In ``UNCHANGED`` mode a palette PNG gives its palette indices, ``Tensor[1, H, W]``.
+    """
+    return _decode(input, mode, apply_exif_orientation, device, backend, "raise", ("png",))
+
+
+def decode_gif(input: Any, *, device: DeviceLike = "cpu") -> Any:
+    """Decode a GIF: ``Tensor[3, H, W]`` uint8 for one frame, ``Tensor[N, 3, H, W]`` for an animation."""
+    return _decode(input, ImageReadMode.UNCHANGED, False, device, None, "raise", ("gif",))
+
+
+def decode_webp(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED, *,
+                device: DeviceLike = "cpu") -> Any:
+    """Decode a WebP (its first frame): ``Tensor[C, H, W]`` uint8, C = 3 or 4."""
+    return _decode(input, mode, False, device, None, "raise", ("webp",))
+
+
+def read_image(path: str | os.PathLike[str], mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
+               apply_exif_orientation: bool = False, *, device: DeviceLike = "cpu",
+               backend: str | None = None) -> torch.Tensor:
+    """Read and decode a JPEG, PNG, GIF or WebP file. See :func:`decode_image`.
+
+    Returns:
+        ``Tensor[C, H, W]`` uint8 (uint16 for 16-bit PNGs).
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidInputTypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    return _decode(path, mode, apply_exif_orientation, device, backend, "raise", _ALL_FORMATS)
+
+
+# --------------------------------------------------------------------------- encoding
+
+def _check_encodable(image: Any) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor):
+        raise InvalidInputTypeError(f"expected an image tensor, got {type(image).__name__}")
+    if image.dtype != torch.uint8:
+        raise InvalidInputTypeError(f"Input tensor dtype should be uint8, got {image.dtype}")
+    if image.dim() != 3:
+        raise InvalidArgumentError(
+            f"Input data should be a 3-dimensional tensor [C, H, W], got shape {tuple(image.shape)}")
+    if image.shape[0] not in (1, 3):
+        raise InvalidArgumentError(f"The number of channels should be 1 or 3, got: {image.shape[0]}")
+    if image.shape[1] == 0 or image.shape[2] == 0:
+        raise InvalidArgumentError(f"cannot encode an empty image of shape {tuple(image.shape)}")
+    return image
+
+
+def _check_quality(quality: Any) -> int:
+    if isinstance(quality, bool) or not isinstance(quality, int):
+        raise InvalidInputTypeError(f"quality must be an int between 1 and 100, got {quality!r}")
+    if not 1 <= quality <= 100:
+        raise InvalidArgumentError(
+            f"Image quality should be a positive number between 1 and 100, got {quality}")
+    return quality
+
+
+def encode_jpeg(input: Any, quality: int = 75) -> Any:
+    """Encode ``Tensor[C, H, W] uint8`` images (C = 1 or 3) as JPEG.
+
+    The bytes are identical to Pillow's ``Image.save(..., quality=quality)`` (4:2:0 chroma
+    subsampling, no optimisation), for contiguous and non-contiguous tensors alike.
+
+    Args:
+        input: one image, or a list of images encoded as a batch.
+        quality: 1..100, default 75.
+
+    Returns:
+        ``Tensor[N] uint8`` of JPEG bytes (a list for a list input), on the input's device.
+    """
+    quality = _check_quality(quality)
+    batch = isinstance(input, (list, tuple))
+    images = [_check_encodable(i) for i in (input if batch else [input])]
+    if batch and not images:
+        raise InvalidArgumentError("encode_jpeg requires at least one input tensor when a list is passed")
+    device = images[0].device
+    chosen, _ = select_backend("encode_jpeg", "auto" if device.type == "cuda" else "cpu")
+    encoded = chosen.encode_jpeg(images, quality=quality)
+    encoded = [e.to(i.device) for e, i in zip(encoded, images)]
+    return encoded if batch else encoded[0]
+
+
+def _check_compression(level: Any) -> int:
+    if isinstance(level, bool) or not isinstance(level, int):
+        raise InvalidInputTypeError(f"compression_level must be an int between 0 and 9, got {level!r}")
+    if not 0 <= level <= 9:
+        raise InvalidArgumentError(f"Compression level should be between 0 and 9, got {level}")
+    return level
+
+
+def encode_png(input: torch.Tensor, compression_level: int = 6) -> torch.Tensor:
+    """Encode a ``Tensor[C, H, W] uint8`` image (C = 1 or 3) as PNG.
+
+    Args:
+        compression_level: zlib level 0 (none, fastest) .. 9 (smallest), default 6.
+
+    Returns:
+        ``Tensor[N] uint8`` of PNG bytes, on the CPU.
+    """
+    level = _check_compression(compression_level)
+    image = _check_encodable(input)
+    chosen, _ = select_backend("encode_png", "cpu")
+    return chosen.encode_png(image, compression_level=level)
+
+
+def _write(data: torch.Tensor, filename: str | os.PathLike[str]) -> None:
+    with atomic_output(filename) as tmp, open(tmp, "wb") as f:
+        f.write(memoryview(data.cpu().numpy()))
+
+
+def write_jpeg(input: torch.Tensor, filename: str | os.PathLike[str], quality: int = 75) -> None:
+    """Encode ``Tensor[C, H, W] uint8`` as JPEG into ``filename``; never leaves a partial file."""
+    _write(encode_jpeg(input, quality), filename)
+
+
+def write_png(input: torch.Tensor, filename: str | os.PathLike[str], compression_level: int = 6) -> None:
+    """Encode ``Tensor[C, H, W] uint8`` as PNG into ``filename``; never leaves a partial file."""
+    _write(encode_png(input, compression_level), filename)

@@ -1,0 +1,58 @@
+"""The built-in backends' registry entries.
+
+Only names, probes and loader strings live here: importing this package loads no backend and
+no GPU library. Each GPU backend's own module (``_nvdec.py``, ``_nvimgcodec.py``, ``_dali.py``)
+is imported the first time the dispatcher hands it work.
+"""
+
+from __future__ import annotations
+
+from .._dispatch import cuda_unavailable_reason, module_missing, register_backend
+
+__all__ = ["register_builtin_backends"]
+
+_VIDEO_OPS = {"read_video", "read_video_timestamps", "open_video", "write_video"}
+_IMAGE_DECODE = {"decode_image"}
+
+
+def _gpu_probe(*modules: str):
+    def probe() -> str | None:
+        return module_missing(*modules) or cuda_unavailable_reason()
+
+    return probe
+
+
+def register_builtin_backends() -> None:
+    """Register cpu, then the GPU backends in order of preference."""
+    register_backend(
+        "cpu",
+        device_type="cpu",
+        operations={"decode_image", "encode_jpeg", "encode_png", *_VIDEO_OPS},
+        loader="cpu_fallback:CpuBackend",
+        probe=lambda: module_missing("av", "PIL"),
+        description="PyAV (FFmpeg) and Pillow on the CPU: the reference semantics",
+    )
+    register_backend(
+        "nvdec",
+        device_type="cuda",
+        operations=set(_VIDEO_OPS),
+        loader="gpuvio.backends._nvdec:NvdecBackend",
+        probe=_gpu_probe("PyNvVideoCodec", "av"),
+        description="NVIDIA hardware video decoders through PyNvVideoCodec",
+    )
+    register_backend(
+        "nvimgcodec",
+        device_type="cuda",
+        operations={"decode_image", "encode_jpeg"},
+        loader="gpuvio.backends._nvimgcodec:NvImgCodecBackend",
+        probe=_gpu_probe("nvidia.nvimgcodec"),
+        description="nvJPEG (and the hardware JPEG engines) through nvImageCodec",
+    )
+    register_backend(
+        "dali",
+        device_type="cuda",
+        operations={"decode_image"},
+        loader="gpuvio.backends._dali:DaliBackend",
+        probe=_gpu_probe("nvidia.dali"),
+        description="NVIDIA DALI's batched image decoder (device 'mixed')",
+    )
