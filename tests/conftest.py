@@ -1,0 +1,61 @@
+"""Shared fixtures: the real media in ../shared/media, generated clips, and the cuda marker.
+
+Tests marked ``cuda`` run only where an NVIDIA GPU and torch's CUDA build are present; they are
+skipped here, centrally, with the reason. Use ``DEVICES`` to run a test on the CPU and the GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+MEDIA = Path(os.environ.get("GPUVIO_MEDIA", REPO.parent / "shared" / "media"))
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def _cuda_skip_reason() -> str | None:
+    if torch.version.cuda is None:
+        return f"needs CUDA; torch {torch.__version__} is a CPU-only build"
+    if not torch.cuda.is_available():
+        return "needs an NVIDIA GPU; none is visible"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = None
+    for item in items:
+        if "cuda" in item.keywords:
+            if reason is None:
+                reason = _cuda_skip_reason() or ""
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def media_path(*parts: str) -> Path:
+    """A file under ../shared/media; the test is skipped with a reason when it is absent."""
+    path = MEDIA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"test media {path} is not available (set GPUVIO_MEDIA to the media folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small generated clips and images of realistic content (made once per test session)."""
+    from gpuvio._samples import make_sample_image, make_sample_video
+
+    root = tmp_path_factory.mktemp("generated")
+    return {
+        "h264": make_sample_video(root / "h264.mp4", width=320, height=240, seconds=2.0, gop=12),
+        "h264_noaudio": make_sample_video(root / "h264_noaudio.mp4", width=160, height=96, seconds=1.0,
+                                          audio=False),
+        "mpeg4": make_sample_video(root / "mpeg4.avi", width=320, height=240, seconds=1.0,
+                                   codec="mpeg4", audio=False),
+        "jpeg": make_sample_image(root / "image.jpg", width=500, height=375),
+        "png": make_sample_image(root / "image.png", width=300, height=200),
+    }
