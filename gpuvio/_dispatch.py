@@ -304,6 +304,6 @@ def _load_builtin_backends() -> None:
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    from .backends import register_builtin_backends
+    from ._backends import register_builtin_backends
 
     register_builtin_backends()

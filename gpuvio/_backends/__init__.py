@@ -36,7 +36,7 @@ def register_builtin_backends() -> None:
         "nvdec",
         device_type="cuda",
         operations=set(_VIDEO_OPS),
-        loader="gpuvio.backends._nvdec:NvdecBackend",
+        loader="gpuvio._backends._nvdec:NvdecBackend",
         probe=_gpu_probe("PyNvVideoCodec", "av"),
         description="NVIDIA hardware video decoders through PyNvVideoCodec",
     )
@@ -44,7 +44,7 @@ def register_builtin_backends() -> None:
         "nvimgcodec",
         device_type="cuda",
         operations={"decode_image", "encode_jpeg"},
-        loader="gpuvio.backends._nvimgcodec:NvImgCodecBackend",
+        loader="gpuvio._backends._nvimgcodec:NvImgCodecBackend",
         probe=_gpu_probe("nvidia.nvimgcodec"),
         description="nvJPEG (and the hardware JPEG engines) through nvImageCodec",
     )
@@ -52,7 +52,7 @@ def register_builtin_backends() -> None:
         "dali",
         device_type="cuda",
         operations={"decode_image"},
-        loader="gpuvio.backends._dali:DaliBackend",
+        loader="gpuvio._backends._dali:DaliBackend",
         probe=_gpu_probe("nvidia.dali"),
         description="NVIDIA DALI's batched image decoder (device 'mixed')",
     )
