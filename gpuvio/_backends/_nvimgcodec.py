@@ -1,0 +1,317 @@
+"""The nvImageCodec backend: batched nvJPEG decoding (and encoding) into torch CUDA tensors.
+
+nvImageCodec (pip ``nvidia-nvimgcodec-cu12`` / ``-cu13``, with its ``nvjpeg`` extra) drives
+nvJPEG's CUDA decoder and the hardware JPEG engines of A100/H100/H200. A list of images is
+decoded in one library call, so the hardware engine sees whole batches. Results match the CPU
+backend (the reference):
+
+* Only JPEGs that pass a cheap screening go to nvImageCodec (see ``_nvimgcodec_common``); PNG,
+  GIF, WebP, CMYK/YCCK and 12-bit JPEGs, damaged or truncated files, and anything nvImageCodec
+  fails on (it returns ``None`` then) are decoded by the CPU backend, per image, and uploaded.
+  So an error is the CPU backend's error, and never a silent ``None``.
+* Chroma is upsampled with interpolation ("fancy upsampling", as libjpeg does) for parity.
+* Output is ``Tensor[C, H, W] uint8``: a channels-first view of channels-last memory, like the
+  CPU backend; grayscale stays one channel in ``UNCHANGED``.
+* Work is ordered on torch's current CUDA stream: nvImageCodec decodes on it, and the DLPack
+  hand-off passes it again, so no device-wide synchronisation is needed.
+
+``NvImgCodecBackend(cpu_only=True)`` runs the same code with nvImageCodec's CPU-only device id
+and its CPU codecs (libjpeg-turbo), producing CPU tensors: the tests use it on machines without a
+GPU. nvImageCodec is imported only when a backend object is created.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
+
+from .._dispatch import Backend
+from .._errors import BackendUnavailableError, InvalidArgumentError
+from .._types import ImageReadMode
+from ._nvimgcodec_common import (
+    FallbackLog,
+    Request,
+    cpu_decode,
+    finish_mode,
+    jpeg_header,
+    plan_requests,
+    screen_jpeg,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["NvImgCodecBackend"]
+
+BackendKind = Literal["hw_gpu", "gpu", "hybrid", "cpu"]
+_KINDS: tuple[BackendKind, ...] = ("hw_gpu", "gpu", "hybrid", "cpu")
+
+
+def _import_nvimgcodec() -> Any:
+    # nvImageCodec logs every image it cannot decode; this backend handles those itself (CPU
+    # fallback), so keep its log quiet unless the user asked for it.
+    os.environ.setdefault("PYNVIMGCODEC_VERBOSITY", "0")
+    try:
+        from nvidia import nvimgcodec
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "the nvimgcodec backend needs nvImageCodec: pip install 'nvidia-nvimgcodec-cu12[nvjpeg]' "
+            f"(or -cu13 to match your CUDA) ({exc})") from None
+    return nvimgcodec
+
+
+class NvImgCodecBackend(Backend):
+    """Image decoding and JPEG encoding through NVIDIA nvImageCodec.
+
+    Args:
+        cpu_only: run nvImageCodec with its CPU-only device id and CPU codecs; results are CPU
+            tensors (or uploaded to the requested device). Default False: decode on the GPU.
+        backend_kinds: which nvImageCodec backends may run, in any order: ``"hw_gpu"`` (the
+            hardware JPEG engine), ``"gpu"`` (CUDA nvJPEG), ``"hybrid"`` (CPU Huffman + GPU),
+            ``"cpu"`` (libjpeg-turbo). Default: all of them (nvImageCodec picks per image and
+            falls back between them). Ignored when ``cpu_only``.
+        num_threads: CPU threads nvImageCodec may use; 0 (default) means one per core.
+        fancy_upsampling: interpolate chroma like libjpeg (default True; needed for parity).
+    """
+
+    name: ClassVar[str] = "nvimgcodec"
+    device_type: ClassVar[Literal["cuda"]] = "cuda"
+    operations: ClassVar[frozenset[str]] = frozenset({"decode_image", "encode_jpeg"})
+
+    def __init__(self, *, cpu_only: bool = False, backend_kinds: Sequence[BackendKind] | None = None,
+                 num_threads: int = 0, fancy_upsampling: bool = True) -> None:
+        if backend_kinds is not None:
+            unknown = [k for k in backend_kinds if k not in _KINDS]
+            if unknown or not backend_kinds:
+                raise InvalidArgumentError(
+                    f"backend_kinds must be a non-empty list of {list(_KINDS)}; got {list(backend_kinds)!r}")
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
+            raise InvalidArgumentError(f"num_threads must be an int >= 0; got {num_threads!r}")
+        self._nv = _import_nvimgcodec()
+        self.cpu_only = cpu_only
+        self._kinds = tuple(backend_kinds) if backend_kinds is not None else None
+        self._num_threads = num_threads
+        self._options = f":fancy_upsampling={int(bool(fancy_upsampling))}"
+        self._decoders: dict[int, Any] = {}
+        self._encoders: dict[int, Any] = {}
+        self._locks: dict[tuple[str, int], threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._cpu: Any = None
+        self._warned_host = False
+        #: How many images the library decoded, and how many went to the CPU backend and why.
+        self.fallbacks = FallbackLog()
+
+    # ------------------------------------------------------------------ library objects
+
+    def __repr__(self) -> str:
+        where = "cpu-only" if self.cpu_only else "gpu"
+        return f"NvImgCodecBackend({where}, nvimgcodec {self.library_version})"
+
+    @property
+    def library_version(self) -> str:
+        """nvImageCodec's version string."""
+        return str(getattr(self._nv, "__version__", "unknown"))
+
+    def _device_id(self, device: torch.device) -> int:
+        if self.cpu_only or device.type != "cuda":
+            if not self.cpu_only:
+                raise InvalidArgumentError(
+                    f"the nvimgcodec backend decodes into CUDA tensors; got device={str(device)!r} "
+                    "(use NvImgCodecBackend(cpu_only=True) for nvImageCodec's CPU codecs)")
+            return int(self._nv.NVIMGCODEC_DEVICE_CPU_ONLY)
+        import torch
+
+        return device.index if device.index is not None else torch.cuda.current_device()
+
+    def _backends(self) -> list[Any] | None:
+        nv = self._nv
+        if self.cpu_only:
+            return [nv.Backend(nv.BackendKind.CPU_ONLY)]
+        if self._kinds is None:
+            return None
+        kind = {"hw_gpu": nv.BackendKind.HW_GPU_ONLY, "gpu": nv.BackendKind.GPU_ONLY,
+                "hybrid": nv.BackendKind.HYBRID_CPU_GPU, "cpu": nv.BackendKind.CPU_ONLY}
+        return [nv.Backend(kind[k]) for k in self._kinds]
+
+    def _codec(self, what: Literal["decoder", "encoder"], device_id: int) -> tuple[Any, threading.Lock]:
+        """The cached Decoder/Encoder for a device, and the lock that serialises calls into it."""
+        cache = self._decoders if what == "decoder" else self._encoders
+        with self._guard:
+            codec = cache.get(device_id)
+            if codec is None:
+                cls = self._nv.Decoder if what == "decoder" else self._nv.Encoder
+                kwargs: dict[str, Any] = {"device_id": device_id, "max_num_cpu_threads": self._num_threads,
+                                          "backends": self._backends()}
+                if what == "decoder":
+                    kwargs["options"] = self._options
+                codec = cls(**kwargs)
+                cache[device_id] = codec
+                self._locks[(what, device_id)] = threading.Lock()
+            return codec, self._locks[(what, device_id)]
+
+    def _stream(self, device: torch.device) -> int:
+        """torch's current CUDA stream on ``device`` as an int (0 for CPU-only work)."""
+        if self.cpu_only or device.type != "cuda":
+            return 0
+        import torch
+
+        return int(torch.cuda.current_stream(device).cuda_stream)
+
+    def _cpu_backend(self) -> Any:
+        if self._cpu is None:
+            from cpu_fallback import CpuBackend
+
+            self._cpu = CpuBackend()
+        return self._cpu
+
+    # ------------------------------------------------------------------ hand-off
+
+    def _to_torch(self, image: Any, device: torch.device) -> torch.Tensor:
+        """``Tensor[H, W, C]`` viewing a decoded nvImageCodec Image (no copy), on ``device``."""
+        import numpy as np
+        import torch
+
+        if image.buffer_kind == self._nv.ImageBufferKind.STRIDED_DEVICE:
+            # torch passes its current stream to __dlpack__, and nvImageCodec orders the hand-off on it
+            hwc = torch.from_dlpack(image)
+        else:
+            # host buffer (CPU-only mode, or a CPU codec without a device copy): view it through the
+            # array interface; nvImageCodec's __dlpack__ needs a CUDA driver even for host images
+            hwc = torch.from_numpy(np.asarray(image))
+            if device.type == "cuda" and not self.cpu_only and not self._warned_host:
+                self._warned_host = True
+                warnings.warn("nvImageCodec returned host images on a GPU decoder: is its nvJPEG "
+                              "extra installed (pip install 'nvidia-nvimgcodec-cu12[nvjpeg]')? Uploading.",
+                              RuntimeWarning, stacklevel=4)
+        if hwc.dim() == 2:
+            hwc = hwc[:, :, None]
+        if hwc.device != device:
+            hwc = hwc.to(device)
+        return hwc
+
+    # ------------------------------------------------------------------ decoding
+
+    def decode_images(self, items: list[Any], *, mode: ImageReadMode, apply_exif_orientation: bool,
+                      device: torch.device, on_error: str) -> list[Any]:
+        """Decode ``(bytes, format)`` items as one batch.
+
+        Returns:
+            a list, in input order, of ``Tensor[C, H, W] uint8`` on ``device`` or the exception
+            of each image that failed (the front-end raises or skips them per ``on_error``).
+        """
+        results: list[Any] = [None] * len(items)
+        groups: dict[Request, list[int]] = {"rgb": [], "gray": []}
+        to_cpu: dict[str, list[int]] = {}
+        for i, (data, fmt) in enumerate(items):
+            if fmt != "jpeg":
+                reason = f"{fmt} is decoded on the CPU"
+            else:
+                header = jpeg_header(data)
+                reason = screen_jpeg(data, header)
+                if reason is None:
+                    groups[plan_requests(header, mode)].append(i)
+                    continue
+            to_cpu.setdefault(reason, []).append(i)
+
+        for request, indices in groups.items():
+            if indices:
+                failed = self._decode_group(items, indices, request, mode, apply_exif_orientation,
+                                            device, results)
+                if failed:
+                    to_cpu.setdefault("nvImageCodec could not decode it", []).extend(failed)
+
+        for reason, indices in to_cpu.items():
+            self.fallbacks.add(reason, len(indices))
+            cpu_decode(self._cpu_backend(), items, indices, mode=mode,
+                       apply_exif_orientation=apply_exif_orientation, device=device, results=results)
+
+        if on_error == "raise" and len(items) == 1 and isinstance(results[0], BaseException):
+            raise results[0]
+        return results
+
+    def _decode_group(self, items: list[Any], indices: list[int], request: Request, mode: ImageReadMode,
+                      apply_exif_orientation: bool, device: torch.device, results: list[Any]) -> list[int]:
+        """Batch-decode ``items[indices]`` through nvImageCodec; return the indices it failed on."""
+        import numpy as np
+
+        nv = self._nv
+        color_spec, sample_format = ((nv.ColorSpec.GRAY, nv.SampleFormat.I_Y) if request == "gray"
+                                     else (nv.ColorSpec.SRGB, nv.SampleFormat.I_RGB))
+        params = nv.DecodeParams(apply_exif_orientation=apply_exif_orientation, color_spec=color_spec,
+                                 allow_any_depth=False, sample_format=sample_format)
+        # CodeStreams view the caller's bytes; the arrays stay referenced until decode returns
+        arrays = [np.frombuffer(items[i][0], dtype=np.uint8) for i in indices]
+        streams = [nv.CodeStream(a) for a in arrays]
+        decoder, lock = self._codec("decoder", self._device_id(device))
+        with lock:
+            try:
+                images = decoder.decode(streams, params=params, cuda_stream=self._stream(device))
+            except (RuntimeError, ValueError) as exc:
+                warnings.warn(f"nvImageCodec failed on a batch of {len(indices)} images ({exc}); "
+                              "decoding them on the CPU", RuntimeWarning, stacklevel=4)
+                return list(indices)
+        failed = []
+        decoded = 0
+        for i, image in zip(indices, images):
+            if image is None:
+                failed.append(i)
+                continue
+            results[i] = finish_mode(self._to_torch(image, device), mode)
+            decoded += 1
+        self.fallbacks.add_gpu(decoded)
+        return failed
+
+    # ------------------------------------------------------------------ encoding
+
+    def encode_jpeg(self, images: list[torch.Tensor], *, quality: int) -> list[torch.Tensor]:
+        """JPEG-encode ``Tensor[C, H, W] uint8`` images (C = 1 or 3) as one batch per device.
+
+        Chroma is subsampled 4:2:0 for colour images (Pillow's default); grayscale images are
+        encoded as single-component JPEGs. Returns ``Tensor[N] uint8`` of JPEG bytes **on the
+        CPU** (nvImageCodec writes its code streams to host memory); the front-end moves them to
+        the input's device. An image the library fails on is encoded by the CPU backend.
+        """
+        import torch
+
+        out: list[Any] = [None] * len(images)
+        groups: dict[tuple[torch.device, int], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault((image.device, image.shape[0]), []).append(i)
+        nv = self._nv
+        for (device, channels), indices in groups.items():
+            if device.type != "cuda" and not self.cpu_only:
+                # a GPU encoder gains nothing on CPU tensors: the reference encoder takes them
+                for i in indices:
+                    out[i] = self._cpu_backend().encode_jpeg([images[i]], quality=quality)[0]
+                continue
+            params = nv.EncodeParams(
+                quality_type=nv.QualityType.QUALITY, quality_value=float(quality),
+                color_spec=nv.ColorSpec.GRAY if channels == 1 else nv.ColorSpec.SRGB,
+                chroma_subsampling=nv.ChromaSubsampling.CSS_GRAY if channels == 1 else nv.ChromaSubsampling.CSS_420)
+            stream = self._stream(device)
+            # channels-last, as nvImageCodec's interleaved images are; free for our own decode outputs
+            hwc = [images[i].permute(1, 2, 0).contiguous() for i in indices]
+            if self.cpu_only:
+                hwc = [t.cpu() for t in hwc]
+                sources: list[Any] = [t.numpy() for t in hwc]
+            else:
+                sources = hwc
+            wrapped = [nv.as_image(s, cuda_stream=stream) for s in sources]
+            encoder, lock = self._codec("encoder", self._device_id(device))
+            with lock:
+                try:
+                    streams = encoder.encode(wrapped, "jpeg", params=params, cuda_stream=stream)
+                except (RuntimeError, ValueError) as exc:
+                    warnings.warn(f"nvImageCodec failed to encode {len(indices)} images ({exc}); "
+                                  "encoding them on the CPU", RuntimeWarning, stacklevel=3)
+                    streams = [None] * len(indices)
+            for i, code_stream in zip(indices, streams):
+                if code_stream is None:
+                    self.fallbacks.add("nvImageCodec could not encode it")
+                    out[i] = self._cpu_backend().encode_jpeg([images[i]], quality=quality)[0]
+                else:
+                    out[i] = torch.frombuffer(bytearray(memoryview(code_stream)), dtype=torch.uint8)
+            del hwc, sources, wrapped
+        return out
