@@ -717,8 +717,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- parser
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of descriptions and examples; defaults are written in each help."""
 
 
 def _positive_float(text: str) -> float:
@@ -762,7 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
             "temporary folder, then run read_video, read_video_timestamps, VideoReader (seek,\n"
             "get_frames_at, audio), decode_image, encode_jpeg and encode_png on them, printing\n"
             "shapes, dtypes, timings and which backend served each call. Nothing is downloaded."))
-    demo.add_argument("--device", default="auto", help=f"where to decode: {_DEVICE_HELP}")
+    demo.add_argument("--device", default="auto", help=f"where to decode: {_DEVICE_HELP}; default auto")
     demo.add_argument("--small", action="store_true", help="use tiny media (320x180, 1 s) for a quicker run")
     demo.add_argument("--keep", metavar="DIR", help="write the media to DIR and keep them, to try other commands on")
     demo.set_defaults(func=_cmd_demo)
@@ -796,14 +796,14 @@ def build_parser() -> argparse.ArgumentParser:
             "frame by frame through VideoReader, so long clips do not have to fit in memory)."),
         epilog="example:\n  gpuvio decode clip.mp4 --device auto --start 1.5 --end 2 --out frames.pt")
     decode.add_argument("file", metavar="FILE", help="the video or image to decode")
-    decode.add_argument("--device", default="cpu", help=f"where to decode: {_DEVICE_HELP}")
+    decode.add_argument("--device", default="cpu", help=f"where to decode: {_DEVICE_HELP}; default cpu")
     decode.add_argument("--start", type=_positive_float, metavar="SEC",
                         help="first time to decode, in seconds (default: the beginning)")
     decode.add_argument("--end", type=_positive_float, metavar="SEC",
                         help="last time to decode, in seconds, inclusive (default: the end)")
     decode.add_argument("--mode", default="UNCHANGED",
                         choices=["UNCHANGED", "GRAY", "GRAY_ALPHA", "RGB", "RGB_ALPHA"],
-                        help="images only: the channels to decode to (ImageReadMode)")
+                        help="images only: the channels to decode to (ImageReadMode); default UNCHANGED")
     decode.add_argument("--out", metavar="frames.pt|DIR",
                         help="save the result: a path ending in .pt, or a folder for PNG files")
     decode.set_defaults(func=_cmd_decode)
@@ -819,7 +819,8 @@ def build_parser() -> argparse.ArgumentParser:
             "and the raw NVIDIA libraries on a GPU. With no --media it generates its default media\n"
             "(a 10 s 720p H.264 clip at ~4.5 Mbit/s, a 1080p JPEG...) once into a cache folder.\n"
             "Each measurement is warmed up, then repeated with the peers interleaved; the median is\n"
-            "reported as throughput and as a ratio to gpuvio (ratio > 1: the peer is slower)."),
+            "reported as throughput and as gpuvio's speed-up over each peer (above 1: gpuvio is\n"
+            "faster). Timings from a busy machine are only indicative: the run warns when it is."),
         epilog=("examples:\n"
                 "  gpuvio bench --quick                      a smoke run (a minute or two on 2 cores)\n"
                 "  gpuvio bench --json results.json --plot results.png\n"

@@ -16,7 +16,8 @@ __all__ = ["add_bench_arguments", "run_from_cli"]
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``gpuvio bench`` (kept here so the scripts in benchmarks/ share them)."""
     parser.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"],
-                        help="decode with gpuvio on the CPU, the GPU, or the GPU when usable ('auto')")
+                        help="decode with gpuvio on the CPU, the GPU, or the GPU when a GPU backend "
+                             "can run here (default: auto)")
     parser.add_argument("--media", metavar="DIR",
                         help="benchmark the videos and images in DIR (mp4/mkv/avi/webm/mov, jpg/png) "
                              "instead of the generated default media")

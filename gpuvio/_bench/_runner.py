@@ -22,7 +22,9 @@ from ._peers import Contender, Workload, build_workloads
 
 __all__ = ["Result", "measure", "run_from_cli"]
 
-MIN_RUN_S = 0.2  # short calls (one image) are repeated until one timed run lasts about this long
+# Short calls (one image) are repeated until one timed run lasts about this long, so that the
+# timer's resolution and per-run noise do not dominate. --quick uses the smaller value.
+MIN_RUN_S, MIN_RUN_S_QUICK = 0.2, 0.05
 
 
 @dataclass
@@ -85,7 +87,8 @@ class _Progress:
             self._bar.close()
 
 
-def measure(workload: Workload, *, repeats: int, warmup: int = 1) -> list[Result]:
+def measure(workload: Workload, *, repeats: int, warmup: int = 1,
+            min_run_s: float = MIN_RUN_S) -> list[Result]:
     """Time every contender of ``workload``; a contender that raises is reported, not fatal."""
     results = [Result(workload, c) for c in workload.contenders]
     ref_view = None
@@ -104,13 +107,13 @@ def measure(workload: Workload, *, repeats: int, warmup: int = 1) -> list[Result
             r.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
     live = [r for r in results if r.error is None]
     if workload.short:
-        # calibrate: enough calls per run that the slowest live contender takes ~MIN_RUN_S
+        # calibrate: enough calls per run that the slowest live contender takes ~min_run_s
         slowest = 0.0
         for r in live:
             start = time.perf_counter()
             r.contender.fn()
             slowest = max(slowest, time.perf_counter() - start)
-        inner = max(1, min(200, math.ceil(MIN_RUN_S / max(slowest, 1e-6))))
+        inner = max(1, min(200, math.ceil(min_run_s / max(slowest, 1e-6))))
         for r in live:
             r.inner = inner
     bar = _progress_for(workload, len(live) * repeats)
@@ -170,6 +173,8 @@ def run_from_cli(args: Any) -> int:
                 raise CliError(f"{option} {value}: the folder {parent} does not exist", code=2)
             if suffix and not value.lower().endswith(suffix):
                 raise CliError(f"{option} {value}: expected a file name ending in {suffix}", code=2)
+    if args.media and not os.path.isdir(args.media):
+        raise CliError(f"--media {args.media}: not a directory")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -197,7 +202,8 @@ def run_from_cli(args: Any) -> int:
     for i, workload in enumerate(workloads, 1):
         print(f"[{i}/{len(workloads)}] {workload.name} on {workload.media.path.name} "
               f"({len(workload.contenders)} contenders)", flush=True)
-        results = measure(workload, repeats=repeats, warmup=1 if args.quick else 2)
+        results = measure(workload, repeats=repeats, warmup=1 if args.quick else 2,
+                          min_run_s=MIN_RUN_S_QUICK if args.quick else MIN_RUN_S)
         all_results += results
         _report.print_workload(workload, results)
     record = _report.make_record(all_results, workloads, media, args=args, device=device,

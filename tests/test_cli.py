@@ -1,0 +1,324 @@
+"""The ``gpuvio`` command line: demo, info, probe, decode, bench, and its errors.
+
+Commands run in-process through ``gpuvio.cli.main`` (fast: no new interpreter), except one
+check that ``python -m gpuvio`` works as a program. Results are compared with PyAV / Pillow /
+gpuvio's API called directly in the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import gpuvio
+from gpuvio.cli import main
+
+from conftest import REPO, media_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --------------------------------------------------------------------------- demo / info
+
+def test_demo_small_runs_every_step(capsys, tmp_path):
+    code, out, err = run(capsys, "demo", "--small", "--device", "cpu", "--keep", str(tmp_path))
+    assert code == 0, err
+    assert "FAILED" not in out
+    assert "All steps succeeded" in out
+    # the shapes it prints are the ones the API returns for the media it kept
+    vframes, _, info = gpuvio.read_video(tmp_path / "clip.mp4", pts_unit="sec")
+    assert f"vframes uint8 [{', '.join(map(str, vframes.shape))}]" in out
+    assert f"'video_fps': {info['video_fps']}" in out
+    for name in ("clip.mp4", "clip.avi", "photo.jpg", "graphic.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    with av.open(str(tmp_path / "clip.avi")) as c:
+        assert c.streams.video[0].codec_context.name == "mpeg4"
+    assert "lossless round trip: identical" in out
+    assert "backend cpu" in out
+
+
+def test_python_dash_m_gpuvio_is_the_cli():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "gpuvio", "--version"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"gpuvio {gpuvio.__version__}"
+
+
+def test_info_json_lists_backends_and_versions(capsys):
+    code, out, _ = run(capsys, "info", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["packages"]["torch"] == torch.__version__.split("+")[0] or \
+        info["packages"]["torch"] == torch.__version__
+    assert info["packages"]["av (PyAV)"] == av.__version__
+    names = {b["name"]: b for b in info["backends"]}
+    assert set(names) == {b.name for b in gpuvio.backends()}
+    assert names["cpu"]["usable"] is True
+    for b in info["backends"]:
+        assert b["usable"] or b["reason"], b  # an unusable backend always says why
+    assert info["cpu_cores"] == os.cpu_count()
+
+
+def test_info_text(capsys):
+    code, out, _ = run(capsys, "info")
+    assert code == 0
+    assert "Backends" in out and "cpu" in out and "libnvcuvid" in out
+
+
+# --------------------------------------------------------------------------- probe
+
+def test_probe_json_matches_pyav():
+    path = media_path("torchcodec", "nasa_13013.mp4")
+    from gpuvio.cli import probe_file
+
+    info = probe_file(path)
+    with av.open(str(path)) as c:
+        assert len(info["streams"]) == len(c.streams)
+        for s, ref in zip(info["streams"], c.streams):
+            assert s["type"] == ref.type
+            if ref.type == "video":
+                assert (s["width"], s["height"]) == (ref.codec_context.width, ref.codec_context.height)
+                assert s["fps"] == pytest.approx(float(ref.average_rate))
+                assert s["codec"] == ref.codec_context.name
+                assert s["pix_fmt"] == ref.codec_context.pix_fmt
+                assert s["frames"] == ref.frames
+            if ref.type == "audio":
+                assert s["sample_rate"] == ref.codec_context.sample_rate
+                assert s["channels"] == ref.codec_context.channels
+
+
+def test_probe_cli_json_and_table(capsys):
+    path = media_path("torchcodec", "nasa_13013.mp4")
+    code, out, _ = run(capsys, "probe", str(path), "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["kind"] == "container"
+    assert [s["type"] for s in info["streams"]].count("video") == 2
+    code, out, _ = run(capsys, "probe", str(path))
+    assert code == 0
+    assert "h264" in out and "colour:" in out and "stereo" in out
+
+
+def test_probe_counts_frames_when_the_container_does_not(tmp_path, generated, capsys):
+    # MPEG-4 in AVI from the fixture; compare with a demux count by PyAV
+    code, out, _ = run(capsys, "probe", str(generated["mpeg4"]), "--json")
+    assert code == 0
+    video = next(s for s in json.loads(out)["streams"] if s["type"] == "video")
+    with av.open(str(generated["mpeg4"])) as c:
+        count = sum(1 for p in c.demux(video=0) if p.size)
+    assert video["frames"] == count
+
+
+def test_probe_image(capsys):
+    path = media_path("torchvision", "images", "grace_hopper_517x606.jpg")
+    code, out, _ = run(capsys, "probe", str(path), "--json")
+    assert code == 0
+    info = json.loads(out)
+    with Image.open(path) as im:
+        assert (info["width"], info["height"], info["mode"]) == (im.width, im.height, im.mode)
+    assert info["format"] == "jpeg"
+
+
+# --------------------------------------------------------------------------- decode
+
+def test_decode_video_range_to_pt(tmp_path, generated, capsys):
+    out_file = tmp_path / "frames.pt"
+    code, out, err = run(capsys, "decode", str(generated["h264"]), "--start", "0.5", "--end", "1.0",
+                         "--out", str(out_file))
+    assert code == 0, err
+    saved = torch.load(out_file)
+    expected, audio, info = gpuvio.read_video(generated["h264"], 0.5, 1.0, pts_unit="sec")
+    assert torch.equal(saved["vframes"], expected)
+    assert torch.equal(saved["aframes"], audio)
+    assert saved["info"] == info
+    assert f"vframes uint8 [{', '.join(map(str, expected.shape))}]" in out
+
+
+def test_decode_video_to_dir_writes_the_frames_in_range(tmp_path, generated, capsys):
+    start, end = 0.4, 0.8
+    code, _, err = run(capsys, "decode", str(generated["h264"]), "--start", str(start), "--end", str(end),
+                       "--out", str(tmp_path / "frames"))
+    assert code == 0, err
+    files = sorted((tmp_path / "frames").glob("frame_*.png"))
+    with av.open(str(generated["h264"])) as c:
+        s = c.streams.video[0]
+        times = sorted(float(f.pts * s.time_base) for f in c.decode(s))
+    wanted = [t for t in times if start - 1e-9 <= t <= end]
+    assert len(files) == len(wanted)
+    with gpuvio.VideoReader(generated["h264"]) as reader:
+        first = next(reader.seek(start))
+    assert first["pts"] == pytest.approx(wanted[0])
+    assert torch.equal(gpuvio.read_image(files[0]), first["data"])
+
+
+def test_decode_image_to_pt_matches_pillow(tmp_path, generated, capsys):
+    out_file = tmp_path / "img.pt"
+    code, _, err = run(capsys, "decode", str(generated["jpeg"]), "--mode", "GRAY", "--out", str(out_file))
+    assert code == 0, err
+    with Image.open(generated["jpeg"]) as im:
+        im.draft("L", im.size)  # libjpeg's own grayscale output (the luma plane), as torchvision's GRAY
+        expected = torch.from_numpy(np.array(im))[None]
+    assert torch.equal(torch.load(out_file), expected)
+
+
+# --------------------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("argv, code, needle", [
+    (["probe", "/no/such/file.mp4"], 1, "/no/such/file.mp4: no such file"),
+    (["decode", "/no/such/file.mp4"], 1, "no such file"),
+    (["decode", "{clip}", "--end", "0.2", "--start", "1"], 2, "--end (0.2) must not be before --start (1.0)"),
+    (["decode", "{clip}", "--device", "tpu"], 2, "device must be"),
+    (["decode", "{jpeg}", "--start", "1"], 2, "--start/--end apply to videos"),
+    (["decode", "{clip}", "--mode", "GRAY"], 2, "--mode applies to images"),
+    (["bench", "--repeats", "0"], 2, "--repeats must be >= 1"),
+    (["bench", "--json", "/no/such/dir/out.json"], 2, "does not exist"),
+    (["bench", "--media", "/no/such/dir"], 1, "not a directory"),
+])
+def test_bad_arguments_fail_with_a_message(argv, code, needle, generated, capsys):
+    argv = [a.format(clip=generated["h264"], jpeg=generated["jpeg"]) for a in argv]
+    got, out, err = run(capsys, *argv)
+    assert got == code
+    assert needle in err
+    assert f"gpuvio {argv[0]}: error:" in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["decode"], ["bench", "--device", "tpu"],
+                                  ["decode", "x.mp4", "--start", "-1"], ["decode", "x.mp4", "--start", "abc"]])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "usage: gpuvio" in capsys.readouterr().err
+
+
+def test_unreadable_files_fail_cleanly(tmp_path, capsys):
+    bogus = tmp_path / "not_a_video.mp4"
+    bogus.write_bytes(b"this is not a video" * 100)
+    code, _, err = run(capsys, "probe", str(bogus))
+    assert code == 1 and "not a readable media file" in err
+    code, _, err = run(capsys, "decode", str(bogus))
+    assert code == 1 and str(bogus) in err
+    damaged = media_path("torchvision", "images", "damaged_jpeg", "corrupt34_2.jpg")
+    code, _, err = run(capsys, "decode", str(damaged))
+    assert code == 1 and "error" in err
+
+
+def test_decode_on_cuda_without_a_gpu_says_what_is_missing(generated, capsys):
+    from gpuvio._dispatch import select_backend
+
+    try:
+        select_backend("read_video", "cuda")
+    except ImportError:
+        pass
+    else:
+        pytest.skip("a GPU video backend is usable here")
+    code, _, err = run(capsys, "decode", str(generated["h264"]), "--device", "cuda")
+    assert code == 1
+    assert "needs a GPU backend" in err
+
+
+def test_help_teaches():
+    parser_help = subprocess.run([sys.executable, "-m", "gpuvio", "decode", "--help"], capture_output=True,
+                                 text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert parser_help.returncode == 0
+    assert "example" in parser_help.stdout and "--out frames.pt|DIR" in parser_help.stdout
+
+
+# --------------------------------------------------------------------------- bench
+
+def test_bench_quick_writes_a_valid_record(tmp_path, generated, capsys):
+    media = tmp_path / "media"
+    media.mkdir()
+    for key in ("h264_noaudio", "jpeg", "png"):
+        (media / generated[key].name).symlink_to(generated[key])
+    out_json = tmp_path / "bench.json"
+    code, out, err = run(capsys, "bench", "--quick", "--device", "cpu", "--repeats", "1", "--media", str(media),
+                         "--json", str(out_json))
+    assert code == 0, err
+    record = json.loads(out_json.read_text())
+    assert record["schema"] == "gpuvio-bench/1"
+    assert record["quick"] is True and record["device"] == "cpu"
+    system = record["system"]
+    assert system["cpu"] and system["cpu_cores"] == os.cpu_count()
+    assert system["packages"]["gpuvio"] == gpuvio.__version__
+    assert {m["name"] for m in record["media"]} == {generated[k].name for k in ("h264_noaudio", "jpeg", "png")}
+    workloads = {r["workload"] for r in record["results"]}
+    for expected in ("read_video", "VideoReader seek", "VideoReader.get_frames_at", "decode_image JPEG",
+                     "decode_image PNG", "encode_jpeg", "encode_png"):
+        assert any(w.startswith(expected) for w in workloads), (expected, workloads)
+    for w in workloads:
+        rows = [r for r in record["results"] if r["workload"] == w]
+        gpuvio_rows = [r for r in rows if r["is_gpuvio"]]
+        assert len(gpuvio_rows) == 1 and gpuvio_rows[0]["error"] is None
+        assert gpuvio_rows[0]["ratio_to_gpuvio"] == 1.0
+    for r in record["results"]:
+        assert set(r) >= {"name", "value", "unit"}
+        assert r["unit"] in ("frames/s", "images/s")
+        if r["error"] is None:
+            assert r["value"] > 0 and len(r["runs_s"]) == 1
+    # the peers that always exist here (PyAV, Pillow) ran and agree with gpuvio where they should
+    by_name = {r["contender"]: r for r in record["results"] if r["workload"].startswith("decode_image JPEG")}
+    assert by_name["Pillow (libjpeg-turbo) -> tensor"]["agreement"]["max_abs_diff"] == 0
+    enc = next(r for r in record["results"]
+               if r["workload"].startswith("encode_jpeg") and r["library"] == "Pillow")
+    assert enc["agreement"]["identical_bytes"] == 1.0
+    rv = [r for r in record["results"] if r["workload"].startswith("read_video")]
+    tv08 = next(r for r in rv if r["contender"].startswith("torchvision 0.8 algorithm"))
+    assert tv08["error"] is None and tv08["agreement"]["max_abs_diff"] is not None
+    # frames/s is frames per call / median seconds per call
+    row = gpuvio_rows[0]
+    assert row["value"] == pytest.approx(row["items_per_call"] / row["median_s_per_call"], rel=1e-3)
+    assert "gpuvio speed-up" in out
+
+
+def test_bench_media_are_cached(tmp_path, monkeypatch):
+    from gpuvio._bench import _media
+
+    made = []
+    real = _media.default_media
+
+    calls = {"n": 0}
+    import gpuvio._samples as samples
+
+    original = samples.make_sample_image
+
+    def counting(*args, **kwargs):
+        made.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(samples, "make_sample_image", counting)
+    monkeypatch.setattr(samples, "make_sample_video", lambda path, **kw: Path(path).write_bytes(b"x") or path)
+    first = real(quick=True, cache_dir=tmp_path, log=lambda m: calls.__setitem__("n", calls["n"] + 1))
+    assert calls["n"] == 3 and len(made) == 2
+    second = real(quick=True, cache_dir=tmp_path, log=lambda m: calls.__setitem__("n", calls["n"] + 1))
+    assert calls["n"] == 3 and len(made) == 2  # nothing regenerated
+    assert [m.path for m in first] == [m.path for m in second]
+    assert not list(tmp_path.rglob("*.tmp*"))
+
+
+def test_torchvision08_algorithm_matches_pyav_to_rgb(generated):
+    """The re-implemented peer really is the to_rgb() algorithm (same frames, same pixels)."""
+    from gpuvio._bench._peers import torchvision08_read_video
+
+    got = torchvision08_read_video(str(generated["h264"]))
+    with av.open(str(generated["h264"])) as c:
+        frames = sorted(c.decode(video=0), key=lambda f: f.pts)
+        expected = np.stack([f.to_rgb().to_ndarray() for f in frames])
+    assert torch.equal(got, torch.from_numpy(expected))
+    assert got.shape[0] == len(gpuvio.read_video_timestamps(generated["h264"])[0])
+    assert isinstance(gpuvio.read_video_timestamps(generated["h264"], pts_unit="sec")[0][1], Fraction)
