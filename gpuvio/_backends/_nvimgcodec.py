@@ -291,13 +291,16 @@ class NvImgCodecBackend(Backend):
                 color_spec=nv.ColorSpec.GRAY if channels == 1 else nv.ColorSpec.SRGB,
                 chroma_subsampling=nv.ChromaSubsampling.CSS_GRAY if channels == 1 else nv.ChromaSubsampling.CSS_420)
             stream = self._stream(device)
-            # channels-last, as nvImageCodec's interleaved images are; free for our own decode outputs
-            hwc = [images[i].permute(1, 2, 0).contiguous() for i in indices]
+            # channels-last, as nvImageCodec's interleaved images are (free for our own decode outputs)
             if self.cpu_only:
-                hwc = [t.cpu() for t in hwc]
-                sources: list[Any] = [t.numpy() for t in hwc]
+                import numpy as np
+
+                # numpy's single-threaded transpose copy is steadier than torch's on a busy CPU
+                hwc: list[Any] = [np.ascontiguousarray(images[i].cpu().numpy().transpose(1, 2, 0))
+                                  for i in indices]
             else:
-                sources = hwc
+                hwc = [images[i].permute(1, 2, 0).contiguous() for i in indices]
+            sources = hwc
             wrapped = [nv.as_image(s, cuda_stream=stream) for s in sources]
             encoder, lock = self._codec("encoder", self._device_id(device))
             with lock:
