@@ -144,6 +144,34 @@ def test_real_media_clips_equal_direct_decoding():
             assert torch.equal(clip, full[ds.clip_positions(video_idx, clip_idx)])
 
 
+@pytest.mark.parametrize("name", ["test_non_zero_start.mp4", "discard_first_keyframe.mp4", "h265_video.mp4",
+                                  "testsrc2_vp9.webm", "av1_video.mkv"])
+def test_other_codecs_and_containers(name):
+    # a first pts of 8.33 s, an edit list that drops the first frames, HEVC, VP9, AV1
+    path = media_path("torchcodec", name)
+    pts, fps = decoded_pts(path)
+    ds = VideoClipDataset([path], clip_len=3, step=4, frame_rate=fps / 2)
+    assert ds.video_pts[0].tolist() == pts
+    full = full_decode(path)
+    assert full.shape[0] == len(pts)
+    for idx in range(min(len(ds), 6)):
+        clip, _, clip_idx = ds[idx]
+        assert torch.equal(clip, full[ds.clip_positions(0, clip_idx)])
+
+
+def test_clip_decoding_falls_back_to_random_access(clips):
+    # when the pts range yields a different frame count than the positions span (broken
+    # timestamps), the clip comes from VideoReader.get_frames_at(positions)
+    pts, _ = decoded_pts(clips["a"])
+    full = full_decode(clips["a"])
+    clip = EncodedClip(str(clips["a"]), start_pts=pts[2], end_pts=pts[3], offsets=(0, 1, 2, 3),
+                       positions=(2, 3, 4, 5))
+    assert torch.equal(clip.decode(), full[2:6])
+    thwc = EncodedClip(str(clips["a"]), start_pts=pts[2], end_pts=pts[3], offsets=(0, 2), positions=(2, 4),
+                       output_format="THWC")
+    assert torch.equal(thwc.decode(), full[[2, 4]].permute(0, 2, 3, 1))
+
+
 def test_encoded_clip_decodes_like_the_dataset(clips):
     decoded = dataset_of(clips, clip_len=4, step=7, frame_rate=12.5)
     encoded = dataset_of(clips, clip_len=4, step=7, frame_rate=12.5, decode=False)
