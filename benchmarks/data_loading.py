@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import gpuvio  # noqa: E402
-from gpuvio.data import DeviceLoader, VideoClipDataset, collate  # noqa: E402
+import gpuvio
+from gpuvio.data import DeviceLoader, VideoClipDataset, collate
 
 
 class NaiveClipDataset(Dataset):
@@ -97,7 +97,7 @@ def main() -> int:
         media.mkdir(parents=True, exist_ok=True)
         paths = make_videos(media, args.videos, args.seconds, width, height)
         cache = Path(tmp) / "index-cache"
-        options = dict(clip_len=args.clip_len, step=args.step)
+        options = {"clip_len": args.clip_len, "step": args.step}
 
         start = time.perf_counter()
         VideoClipDataset(paths, cache_dir=cache, **options)
@@ -108,7 +108,7 @@ def main() -> int:
         print(f"{len(paths)} videos {width}x{height}, {args.seconds} s each -> {len(ds)} clips of "
               f"{args.clip_len} frames; index: {cold * 1000:.0f} ms built, {warm * 1000:.0f} ms from cache")
 
-        loader_options = dict(batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate)
+        loader_options = {"batch_size": args.batch_size, "num_workers": args.workers, "collate_fn": collate}
         rows = []
         runs = [("VideoClipDataset", lambda: DataLoader(ds, **loader_options), False),
                 ("naive read_video", lambda: DataLoader(NaiveClipDataset(ds), **loader_options), False)]

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import media_path
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 import gpuvio
@@ -34,8 +35,6 @@ from gpuvio.data import (
     collate,
     resolve_device,
 )
-
-from conftest import media_path
 
 # --------------------------------------------------------------------------- media and references
 
@@ -177,7 +176,7 @@ def test_encoded_clip_decodes_like_the_dataset(clips):
     encoded = dataset_of(clips, clip_len=4, step=7, frame_rate=12.5, decode=False)
     by_path = dataset_of(clips, clip_len=4, step=7, frame_rate=12.5, decode=False, encoded_as="path")
     for idx in (0, len(decoded) - 1):
-        item, v, c = encoded[idx]
+        item, v, _ = encoded[idx]
         assert isinstance(item, EncodedClip) and isinstance(item.data, torch.Tensor)
         assert item.data.numel() == os.path.getsize(decoded.video_paths[v])
         path_item, _, _ = by_path[idx]
@@ -450,7 +449,7 @@ def test_importing_and_cpu_decoding_never_touch_cuda(clips, tmp_path):
         maps = open("/proc/self/maps").read()
         print(len(batches), torch.cuda.is_initialized(), any(l in maps for l in ("libcuda.so", "libnvcuvid", "libnvjpeg")))
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["2", "False", "False"]
@@ -509,7 +508,7 @@ def test_image_file_list_modes_and_collate(image_tree):
 
 
 def test_image_device_loader_matches_worker_decoding(image_tree):
-    resize = lambda im: torch.nn.functional.interpolate(im[None].float(), size=(16, 16), mode="nearest")[0]  # noqa: E731
+    resize = lambda im: torch.nn.functional.interpolate(im[None].float(), size=(16, 16), mode="nearest")[0]
     decoded = ImageDataset(image_tree, transform=resize)
     encoded = ImageDataset(image_tree, decode=False)
     item, label = encoded[0]

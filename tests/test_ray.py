@@ -12,8 +12,8 @@ import torch
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-import gpuvio  # noqa: E402
-from gpuvio.ray import DecodeImages, DecodeVideoClips  # noqa: E402
+import gpuvio
+from gpuvio.ray import DecodeImages, DecodeVideoClips
 
 # Ray Data's own deprecation notices, about its internal settings
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

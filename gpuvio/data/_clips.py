@@ -6,7 +6,8 @@ import bisect
 import math
 import os
 import warnings
-from typing import Any, Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -14,7 +15,13 @@ from torch.utils.data import Dataset
 from .._dispatch import parse_device
 from .._errors import InvalidArgumentError, InvalidInputTypeError
 from .._types import DeviceLike
-from ._encoded import ClipFormat, EncodedClip, decode_clip, source_for, worker_safe_device
+from ._encoded import (
+    ClipFormat,
+    EncodedClip,
+    decode_clip,
+    source_for,
+    worker_safe_device,
+)
 from ._index import IndexExecutor, build_index
 
 __all__ = ["VideoClipDataset"]
@@ -40,7 +47,7 @@ def resampled_positions(num_frames: int, fps: float | None, frame_rate: float | 
     step = fps / frame_rate
     if float(step).is_integer():
         return torch.arange(0, num_frames, int(step), dtype=torch.int64)
-    total = int(math.floor(num_frames * frame_rate / fps))
+    total = math.floor(num_frames * frame_rate / fps)
     return (torch.arange(total, dtype=torch.float32) * step).floor().to(torch.int64)
 
 
@@ -119,10 +126,10 @@ class VideoClipDataset(Dataset):
                 raise InvalidInputTypeError(f"paths must hold str or PathLike items; got {p!r}")
         self.clip_len = _positive_int(clip_len, "clip_len")
         self.step = _positive_int(step, "step")
-        if frame_rate is not None:
-            if isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float)) or not (
-                    math.isfinite(frame_rate) and frame_rate > 0):
-                raise InvalidArgumentError(f"frame_rate must be a positive number or None; got {frame_rate!r}")
+        if frame_rate is not None and (
+                isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float))
+                or not (math.isfinite(frame_rate) and frame_rate > 0)):
+            raise InvalidArgumentError(f"frame_rate must be a positive number or None; got {frame_rate!r}")
         self.frame_rate = frame_rate
         fmt = output_format.upper() if isinstance(output_format, str) else output_format
         if fmt not in ("TCHW", "THWC"):

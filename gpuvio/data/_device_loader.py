@@ -17,15 +17,26 @@ import contextlib
 import queue
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 
-from .._dispatch import _auto_cuda_device, cuda_unavailable_reason, parse_device, select_backend
+from .._dispatch import (
+    _auto_cuda_device,
+    cuda_unavailable_reason,
+    parse_device,
+    select_backend,
+)
 from .._errors import BackendUnavailableError, InvalidArgumentError
 from .._types import DeviceLike
-from ._encoded import EncodedBatch, EncodedClip, EncodedImage, decode_items, stack_or_list
+from ._encoded import (
+    EncodedBatch,
+    EncodedClip,
+    EncodedImage,
+    decode_items,
+    stack_or_list,
+)
 
 __all__ = ["DeviceLoader", "resolve_device"]
 
@@ -238,7 +249,7 @@ class _DeviceIterator:
                     converted = owner._convert(batch)
                     if not self._put((converted, owner._mark_ready())):
                         return
-        except BaseException as exc:  # handed to the consumer, raised there
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
             self._put(_Failure(exc))
             return
         self._put(_END)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
 from .._dispatch import parse_device
-from .._errors import InvalidArgumentError, InvalidInputTypeError, MediaFileNotFoundError
+from .._errors import (
+    InvalidArgumentError,
+    InvalidInputTypeError,
+    MediaFileNotFoundError,
+)
 from .._types import DeviceLike, ImageReadMode
 from ._encoded import EncodedImage, decode_images, source_for, worker_safe_device
 

@@ -9,7 +9,8 @@ to get a different (but reproducible) draw, as with ``DistributedSampler``.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
