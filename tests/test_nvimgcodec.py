@@ -275,6 +275,7 @@ def test_encode_jpeg_matches_pillow(backend, reference, quality, channels):
     assert ours_im.quantization == pillow_im.quantization
     assert ours_im.layer == pillow_im.layer  # same sampling factors: 4:2:0 for colour
     assert np.array_equal(np.asarray(ours_im), np.asarray(pillow_im))
+    assert "nvImageCodec could not encode it" not in backend.fallbacks.counts()
 
 
 def test_encode_jpeg_batch_of_mixed_and_non_contiguous_images(backend, reference):
@@ -291,6 +292,7 @@ def test_encode_jpeg_batch_of_mixed_and_non_contiguous_images(backend, reference
                                        device=CPU, on_error="raise")
     for d, e in zip(decoded, expected):
         _assert_same(d, e, "round trip")
+    assert "nvImageCodec could not encode it" not in backend.fallbacks.counts()
 
 
 def test_constructor_validates_its_options():
@@ -337,14 +339,19 @@ def test_cuda_parity_with_the_cpu_backend(gpu_backend, reference, mode):
 
 
 @pytest.mark.cuda
-def test_cuda_front_end_mixed_batch_cmyk_and_errors():
+def test_cuda_front_end_mixed_batch_cmyk_and_errors(reference):
     jpeg = _read("torchvision", "images", "grace_hopper_517x606.jpg")
     png = _read("torchvision", "images", "logos", "rgb_pytorch.png")
     cmyk = _read("torchvision", "images", "logos", "cmyk_pytorch.jpg")
+    registered = _dispatch.get_backend("nvimgcodec")
+    before = registered.fallbacks.gpu_images
     out = gpuvio.decode_image([jpeg, png, cmyk], device="cuda", backend="nvimgcodec")
     assert [t.device.type for t in out] == ["cuda"] * 3
-    assert torch.equal(out[1].cpu(), gpuvio.decode_image(png))
-    assert torch.equal(out[2].cpu(), gpuvio.decode_image(cmyk))  # 4 channels, from the CPU backend
+    assert registered.fallbacks.gpu_images == before + 1  # the JPEG; PNG and CMYK went to the CPU
+    want = reference.decode_images([_item(png), _item(cmyk)], mode=ImageReadMode.UNCHANGED,
+                                   apply_exif_orientation=False, device=CPU, on_error="raise")
+    assert torch.equal(out[1].cpu(), want[0])
+    assert torch.equal(out[2].cpu(), want[1]) and out[2].shape[0] == 4  # CMYK, from the CPU backend
     truncated = jpeg[: len(jpeg) // 2]
     with pytest.raises(RuntimeError, match=r"image 1 of 3: Image is incomplete or truncated"):
         gpuvio.decode_jpeg([jpeg, truncated, jpeg], device="cuda", backend="nvimgcodec")
@@ -385,13 +392,13 @@ def test_cuda_decode_is_ordered_on_the_current_stream(gpu_backend, reference):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("channels", [3, 1])
-def test_cuda_encode_jpeg_round_trip(channels):
+def test_cuda_encode_jpeg_round_trip(reference, channels):
     from PIL import Image
 
     image = torch.from_numpy(_photo(375, 500, seed=9)).permute(2, 0, 1)[:channels].contiguous()
     encoded = gpuvio.encode_jpeg([image.cuda(), image.cuda()], quality=75)
     assert all(e.is_cuda and e.dtype == torch.uint8 for e in encoded)
-    pillow = gpuvio.encode_jpeg(image, quality=75)
+    (pillow,) = reference.encode_jpeg([image], quality=75)
     ours_im = Image.open(io.BytesIO(encoded[0].cpu().numpy().tobytes()))
     pillow_im = Image.open(io.BytesIO(pillow.numpy().tobytes()))
     assert ours_im.size == (500, 375) and ours_im.mode == pillow_im.mode
@@ -400,3 +407,4 @@ def test_cuda_encode_jpeg_round_trip(channels):
     ours_error = _mean_abs_diff(torch.from_numpy(np.asarray(ours_im).copy()), image.permute(1, 2, 0).squeeze(2))
     pillow_error = _mean_abs_diff(torch.from_numpy(np.asarray(pillow_im).copy()), image.permute(1, 2, 0).squeeze(2))
     assert ours_error < pillow_error * 1.25 + 0.5
+    assert "nvImageCodec could not encode it" not in _dispatch.get_backend("nvimgcodec").fallbacks.counts()

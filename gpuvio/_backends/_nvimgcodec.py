@@ -71,7 +71,7 @@ class NvImgCodecBackend(Backend):
         backend_kinds: which nvImageCodec backends may run, in any order: ``"hw_gpu"`` (the
             hardware JPEG engine), ``"gpu"`` (CUDA nvJPEG), ``"hybrid"`` (CPU Huffman + GPU),
             ``"cpu"`` (libjpeg-turbo). Default: all of them (nvImageCodec picks per image and
-            falls back between them). Ignored when ``cpu_only``.
+            falls back between them). Applies to decoding; ignored when ``cpu_only``.
         num_threads: CPU threads nvImageCodec may use; 0 (default) means one per core.
         fancy_upsampling: interpolate chroma like libjpeg (default True; needed for parity).
     """
@@ -142,10 +142,11 @@ class NvImgCodecBackend(Backend):
             codec = cache.get(device_id)
             if codec is None:
                 cls = self._nv.Decoder if what == "decoder" else self._nv.Encoder
-                kwargs: dict[str, Any] = {"device_id": device_id, "max_num_cpu_threads": self._num_threads,
-                                          "backends": self._backends()}
+                kwargs: dict[str, Any] = {"device_id": device_id, "max_num_cpu_threads": self._num_threads}
                 if what == "decoder":
-                    kwargs["options"] = self._options
+                    kwargs.update(backends=self._backends(), options=self._options)
+                elif self.cpu_only:  # backend_kinds choose decoders; encoders are all allowed
+                    kwargs.update(backends=self._backends())
                 codec = cls(**kwargs)
                 cache[device_id] = codec
                 self._locks[(what, device_id)] = threading.Lock()
@@ -265,6 +266,31 @@ class NvImgCodecBackend(Backend):
 
     # ------------------------------------------------------------------ encoding
 
+    def _encoder_view(self, image: torch.Tensor) -> tuple[Any, Any]:
+        """(array, sample format) presenting ``Tensor[C, H, W]`` to the encoder, copying only if needed.
+
+        nvJPEG's CUDA encoder takes planar RGB (CHW), interleaved RGB (HWC) or planar luma, so a
+        contiguous tensor and a channels-first view of channels-last memory (what the decoders
+        return) both go in as they are. CPU-only mode hands numpy arrays over (the array interface).
+        """
+        nv = self._nv
+        if image.shape[0] == 1:
+            array, layout = image.reshape(image.shape[1], image.shape[2]), nv.SampleFormat.P_Y
+        elif image.is_contiguous():
+            array, layout = image, nv.SampleFormat.P_RGB
+        elif image.permute(1, 2, 0).is_contiguous():
+            array, layout = image.permute(1, 2, 0), nv.SampleFormat.I_RGB
+        else:
+            array, layout = image.contiguous(), nv.SampleFormat.P_RGB
+        if self.cpu_only:
+            import numpy as np
+
+            # numpy's single-threaded copy is steadier than torch's on a busy CPU
+            array = np.ascontiguousarray(array.cpu().numpy())
+        elif not array.is_contiguous():
+            array = array.contiguous()
+        return array, layout
+
     def encode_jpeg(self, images: list[torch.Tensor], *, quality: int) -> list[torch.Tensor]:
         """JPEG-encode ``Tensor[C, H, W] uint8`` images (C = 1 or 3) as one batch per device.
 
@@ -286,22 +312,13 @@ class NvImgCodecBackend(Backend):
                 for i in indices:
                     out[i] = self._cpu_backend().encode_jpeg([images[i]], quality=quality)[0]
                 continue
+            # colour spec is left to nvImageCodec (from each image); only the sampling is chosen
             params = nv.EncodeParams(
                 quality_type=nv.QualityType.QUALITY, quality_value=float(quality),
-                color_spec=nv.ColorSpec.GRAY if channels == 1 else nv.ColorSpec.SRGB,
                 chroma_subsampling=nv.ChromaSubsampling.CSS_GRAY if channels == 1 else nv.ChromaSubsampling.CSS_420)
             stream = self._stream(device)
-            # channels-last, as nvImageCodec's interleaved images are (free for our own decode outputs)
-            if self.cpu_only:
-                import numpy as np
-
-                # numpy's single-threaded transpose copy is steadier than torch's on a busy CPU
-                hwc: list[Any] = [np.ascontiguousarray(images[i].cpu().numpy().transpose(1, 2, 0))
-                                  for i in indices]
-            else:
-                hwc = [images[i].permute(1, 2, 0).contiguous() for i in indices]
-            sources = hwc
-            wrapped = [nv.as_image(s, cuda_stream=stream) for s in sources]
+            sources = [self._encoder_view(images[i]) for i in indices]
+            wrapped = [nv.as_image(array, cuda_stream=stream, sample_format=layout) for array, layout in sources]
             encoder, lock = self._codec("encoder", self._device_id(device))
             with lock:
                 try:
@@ -316,5 +333,5 @@ class NvImgCodecBackend(Backend):
                     out[i] = self._cpu_backend().encode_jpeg([images[i]], quality=quality)[0]
                 else:
                     out[i] = torch.frombuffer(bytearray(memoryview(code_stream)), dtype=torch.uint8)
-            del hwc, sources, wrapped
+            del sources, wrapped
         return out
