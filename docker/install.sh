@@ -6,7 +6,7 @@
 #
 #   cpu    torch (CPU wheels when TORCH_INDEX_URL points at them), gpuvio with the test and bench
 #          extras. No CUDA library is needed at run time.
-#   cuda   torch with CUDA, gpuvio[cu13,bench] (PyNvVideoCodec, nvImageCodec, CuPy). The NVIDIA
+#   cuda   torch with CUDA, gpuvio[cu13,bench,test] (PyNvVideoCodec, nvImageCodec, CuPy). The NVIDIA
 #          driver libraries (libcuda, libnvcuvid) are NOT installed here: the container runtime
 #          mounts them from the host at run time; docker/preflight.sh checks they arrived.
 #
@@ -70,7 +70,7 @@ fi
 if [ "$flavour" = cpu ]; then
   extras="${GPUVIO_EXTRAS:-test,bench}"
 else
-  extras="${GPUVIO_EXTRAS:-cu13,bench}"
+  extras="${GPUVIO_EXTRAS:-cu13,bench,test}"
 fi
 run "$py" -m pip install --no-cache-dir "${src}[${extras}]"
 

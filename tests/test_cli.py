@@ -284,6 +284,18 @@ def test_bench_quick_writes_a_valid_record(tmp_path, generated, capsys):
     row = gpuvio_rows[0]
     assert row["value"] == pytest.approx(row["items_per_call"] / row["median_s_per_call"], rel=1e-3)
     assert "gpuvio speed-up" in out
+    # the Markdown table for the README has a row per result
+    from gpuvio._bench._report import markdown_table, plot
+
+    table = markdown_table(record)
+    assert table.count("\n| ") >= len(record["results"]) + 1
+    assert "**gpuvio (cpu backend, cpu)** |" in table
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    plot(record, str(tmp_path / "chart.png"))
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_media_are_cached(tmp_path, monkeypatch):

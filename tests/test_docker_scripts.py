@@ -75,7 +75,7 @@ def test_install_plan_cpu():
 
 def test_install_plan_cuda():
     plan = _plan("cuda")
-    assert any(c.endswith(f"{REPO}[cu13,bench]") for c in plan)
+    assert any(c.endswith(f"{REPO}[cu13,bench,test]") for c in plan)
     assert not any("demo" in c for c in plan)  # no GPU during a docker build
     assert any("PyNvVideoCodec" in c for c in plan)
 

@@ -190,6 +190,7 @@ def plot(record: dict[str, Any], path: str) -> None:
     ax.barh(y, values, color=colours)
     ax.set_yticks(y, labels, fontsize=7)
     ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlim(0, max(values + [1.0]) * 1.3)  # room for the throughput labels
     for yi, v, r in zip(y, values, rows):
         ax.text(v, yi, f" {r['value']:,.0f} {r['unit']}", va="center", fontsize=6)
     system = record["system"]
@@ -199,3 +200,37 @@ def plot(record: dict[str, Any], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def markdown_table(record: dict[str, Any]) -> str:
+    """The record as Markdown (for the README): one row per contender, grouped by workload."""
+    system = record["system"]
+    gpus = ", ".join(g["name"] for g in system.get("gpus") or []) or "no GPU"
+    lines = [
+        f"{system['cpu']}, {system['cpu_cores']} cores; {gpus}; torch {system['packages'].get('torch')}, "
+        f"PyAV {system['packages'].get('av (PyAV)')} (FFmpeg {system.get('ffmpeg')}), "
+        f"Pillow {system['packages'].get('Pillow')}; device {record['device']}; "
+        f"{record['repeats']} interleaved runs, median; {record['created']}"
+        + (" (quick run: indicative only)" if record.get("quick") else ""),
+        "",
+        "| workload | contender | throughput | gpuvio speed-up |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    previous = None
+    for r in record["results"]:
+        workload = r["workload"] if r["workload"] != previous else ""
+        previous = r["workload"]
+        if r["error"]:
+            lines.append(f"| {workload} | {r['contender']} | failed | |")
+            continue
+        speed = "reference" if r["is_gpuvio"] and r["ratio_to_gpuvio"] == 1.0 else (
+            f"{1 / r['ratio_to_gpuvio']:.2f}x" if r["ratio_to_gpuvio"] else "")
+        contender = f"**{r['contender']}**" if r["is_gpuvio"] else r["contender"]
+        lines.append(f"| {workload} | {contender} | {r['value']:,.1f} {r['unit']} | {speed} |")
+    if record.get("targets"):
+        lines += ["", "| issue-2 target | result |", "| --- | --- |"]
+        for t in record["targets"]:
+            result = t["status"] if t["status"] == "not measured" else \
+                f"{t['status']} ({t['speedup']:.2f}x, needs {t['needs_speedup']}x)"
+            lines.append(f"| {t['target']} | {result} |")
+    return "\n".join(lines) + "\n"
