@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -174,11 +175,14 @@ class VideoClipDataset(Dataset):
     def clip_location(self, idx: int) -> tuple[int, int]:
         """``(video_idx, clip_idx)`` of dataset item ``idx`` (negative counts from the end)."""
         total = len(self)
-        if isinstance(idx, bool) or not isinstance(idx, int):
-            if isinstance(idx, torch.Tensor) and idx.numel() == 1 and not idx.is_floating_point():
-                idx = int(idx)
-            else:
-                raise InvalidInputTypeError(f"clip index must be an int; got {idx!r}")
+        original = idx
+        try:
+            # ints, numpy integers and 0-d integer tensors (what samplers hand out)
+            idx = operator.index(idx) if not isinstance(idx, bool) else None  # type: ignore[assignment]
+        except TypeError:
+            idx = None  # type: ignore[assignment]
+        if idx is None:
+            raise InvalidInputTypeError(f"clip index must be an int; got {original!r}")
         if not -total <= idx < total:
             raise IndexError(f"clip index {idx} is out of range for {total} clips")
         idx %= total
