@@ -296,14 +296,22 @@ def select_backend(operation: Operation, device: Any = "cpu",
 
 
 _builtins_loaded = False
+_builtins_lock = threading.RLock()
 
 
 def _load_builtin_backends() -> None:
-    """Register the built-in backends once (lightweight: probes and loader strings only)."""
+    """Register the built-in backends once (lightweight: probes and loader strings only).
+
+    Threads that arrive together wait for the first to finish registering, so none of them can
+    see a half-filled registry.
+    """
     global _builtins_loaded
     if _builtins_loaded:
         return
-    _builtins_loaded = True
-    from ._backends import register_builtin_backends
+    with _builtins_lock:
+        if _builtins_loaded:
+            return
+        from ._backends import register_builtin_backends
 
-    register_builtin_backends()
+        register_builtin_backends()
+        _builtins_loaded = True
