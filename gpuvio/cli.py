@@ -75,8 +75,12 @@ def _served_by(operation: str, device: Any) -> str:
     return backend.name
 
 
-def _resolve_device(device: str) -> tuple[Any, str]:
-    """(torch.device, note) for a user's ``--device``; the note says why 'auto' chose the CPU."""
+def _resolve_device(device: str, *, require: str | None = None) -> tuple[Any, str]:
+    """(torch.device, note) for a user's ``--device``; the note says why 'auto' chose the CPU.
+
+    With ``require`` (an operation), a CUDA device that no GPU backend can serve for it is refused
+    here, with the dispatcher's explanation, instead of failing later in every step.
+    """
     import torch
 
     from ._dispatch import cuda_unavailable_reason, parse_device, select_backend
@@ -91,6 +95,11 @@ def _resolve_device(device: str) -> tuple[Any, str]:
             reason = cuda_unavailable_reason() or "no GPU backend is usable (see 'gpuvio info')"
             return target, f"auto -> cpu ({reason})"
         return target, f"auto -> {target}"
+    if require is not None and parsed.type == "cuda":
+        try:
+            select_backend(require, parsed)  # type: ignore[arg-type]
+        except ImportError as exc:  # BackendUnavailableError
+            raise CliError(str(exc)) from None
     return parsed, str(parsed)
 
 
@@ -130,7 +139,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     import gpuvio
 
-    device, device_note = _resolve_device(args.device)
+    device, device_note = _resolve_device(args.device, require="read_video")
     print(f"gpuvio {gpuvio.__version__} demo: torch {torch.__version__}, device {device_note}")
     with contextlib.ExitStack() as stack:
         if args.keep:
@@ -480,11 +489,16 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         print(f"decoded {args.file}: {_shape(image)} on {image.device} in {t[0] * 1000:.1f} ms "
               f"(device {device_note}, backend {_served_by('decode_image', device)})")
         if out is not None and to_dir:
+            frames = image.cpu() if image.dim() == 4 else image.cpu()[None]  # an animated GIF has N frames
+            if image.dtype != torch.uint8 or frames.shape[1] not in (1, 3):
+                raise CliError(f"{_shape(image)} cannot be written as PNG files (encode_png takes uint8 "
+                               f"with 1 or 3 channels); use --out FILE.pt", code=2)
             out.mkdir(parents=True, exist_ok=True)
-            target = out / (Path(args.file).stem + ".png")
-            gpuvio.write_png(image.cpu(), str(target)) if image.dtype == torch.uint8 else \
-                torch.save(image.cpu(), target.with_suffix(".pt"))
-            print(f"wrote {target}")
+            stem = Path(args.file).stem
+            names = [f"{stem}.png"] if len(frames) == 1 else [f"{stem}_{i:04d}.png" for i in range(len(frames))]
+            for frame, name in zip(frames, names):
+                gpuvio.write_png(frame, str(out / name))
+            print(f"wrote {len(names)} PNG file(s) to {out}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}")
         elif out is not None:
             torch.save(image.cpu(), out)
             print(f"wrote {out}: torch.load() gives the {_shape(image)} tensor")
@@ -657,8 +671,25 @@ def system_info() -> dict[str, Any]:
         "ffmpeg": getattr(av, "ffmpeg_version_info", None),
         "libjpeg_turbo": features.version("libjpeg_turbo") if features.check_feature("libjpeg_turbo")
         else None,
-        "gpus": _nvidia_smi(),
+        "gpus": _nvidia_smi() or _torch_gpus(),
     }
+
+
+def _torch_gpus() -> list[dict[str, str]]:
+    """GPUs as torch sees them, for machines without nvidia-smi (e.g. a slim container)."""
+    import torch
+
+    from ._dispatch import cuda_unavailable_reason
+
+    if cuda_unavailable_reason() is not None:
+        return []
+    gpus = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        gpus.append({"index": str(i), "name": props.name, "driver": "?",
+                     "memory": f"{props.total_memory // 2**20} MiB",
+                     "compute_cap": f"{props.major}.{props.minor}"})
+    return gpus
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

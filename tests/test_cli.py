@@ -227,9 +227,11 @@ def test_decode_on_cuda_without_a_gpu_says_what_is_missing(generated, capsys):
         pass
     else:
         pytest.skip("a GPU video backend is usable here")
-    code, _, err = run(capsys, "decode", str(generated["h264"]), "--device", "cuda")
-    assert code == 1
-    assert "needs a GPU backend" in err
+    for argv in (["decode", str(generated["h264"]), "--device", "cuda"], ["demo", "--small", "--device", "cuda"],
+                 ["bench", "--quick", "--device", "cuda", "--media", str(generated["h264"].parent)]):
+        code, _, err = run(capsys, *argv)
+        assert code == 1, argv
+        assert "needs a GPU backend" in err, argv
 
 
 def test_help_teaches():
@@ -334,3 +336,15 @@ def test_torchvision08_algorithm_matches_pyav_to_rgb(generated):
     assert torch.equal(got, torch.from_numpy(expected))
     assert got.shape[0] == len(gpuvio.read_video_timestamps(generated["h264"])[0])
     assert isinstance(gpuvio.read_video_timestamps(generated["h264"], pts_unit="sec")[0][1], Fraction)
+
+
+def test_decode_image_to_dir_writes_png(tmp_path, generated, capsys):
+    code, out, err = run(capsys, "decode", str(generated["png"]), "--out", str(tmp_path / "pngs"))
+    assert code == 0, err
+    written = tmp_path / "pngs" / (generated["png"].stem + ".png")
+    with Image.open(generated["png"]) as im:
+        expected = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
+    assert torch.equal(gpuvio.read_image(written), expected)
+    deep = media_path("torchcodec", "gradient_16bit.png")
+    code, _, err = run(capsys, "decode", str(deep), "--out", str(tmp_path / "deep"))
+    assert code == 2 and "use --out FILE.pt" in err
