@@ -62,8 +62,6 @@ def _prepare(source: Any, allowed: tuple[ImageFormat, ...]) -> tuple[memoryview,
         data = encoded_view(source, what="input")
     fmt = sniff_image_format(data)
     if fmt is None or fmt not in allowed:
-        if allowed == ("png",) and fmt is None and bytes(data[:4]) == b"\x89PNG"[: len(data)]:
-            return DecodeError("Content is too small for png!")
         return _format_error(data, allowed)
     return data, fmt
 
@@ -83,7 +81,7 @@ def _decode(input: Any, mode: ImageReadMode | str, apply_exif_orientation: bool,
     batch = isinstance(input, (list, tuple))
     sources = list(input) if batch else [input]
     if not sources:
-        return []
+        raise InvalidArgumentError("Input list must contain at least one element")
     prepared = [_prepare(s, allowed) for s in sources]
     chosen, target = select_backend("decode_image", device, backend)
     good = [(i, p) for i, p in enumerate(prepared) if not isinstance(p, BaseException)]
