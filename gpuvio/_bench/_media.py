@@ -93,6 +93,7 @@ def default_media(*, quick: bool, cache_dir: str | os.PathLike[str] | None = Non
                     make_sample_video(tmp, **params)
                 else:
                     make_sample_image(tmp, **params)
+                os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache may be shared
                 os.replace(tmp, path)
             finally:
                 if os.path.exists(tmp):

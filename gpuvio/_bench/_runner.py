@@ -185,7 +185,7 @@ def run_from_cli(args: Any) -> int:
     repeats = args.repeats or (3 if args.quick else 7)
     load_before = _loadavg()
     started = time.time()
-    print(f"gpuvio bench: device {device_note}, {repeats} timed runs per contender"
+    print(f"gpuvio bench: device {device_note}, {repeats} timed run{'s' if repeats > 1 else ''} per contender"
           + (" (quick: smoke-test sizes, not numbers to publish)" if args.quick else ""))
     if load_before and load_before[0] > 0.5 * (os.cpu_count() or 1):
         print(f"warning: the machine is busy (load average {load_before[0]:.1f} on {os.cpu_count()} cores); "
