@@ -252,8 +252,10 @@ def _video_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool
     nvc, nvc_reason = _import("PyNvVideoCodec") if device.startswith("cuda") else (None, None)
     gpu_index = torch.device(device).index or 0 if device.startswith("cuda") else 0
 
-    def tc_decoder(dev: str) -> Any:
-        return tc.VideoDecoder(path, dimension_order="NHWC", num_ffmpeg_threads=0, device=dev)
+    def tc_decoder(dev: str, threads: int = 0) -> Any:
+        # 0 lets FFmpeg pick the thread count (best for one decoder at a time); torchcodec's
+        # default is 1, which suits many decoders in parallel workers
+        return tc.VideoDecoder(path, dimension_order="NHWC", num_ffmpeg_threads=threads, device=dev)
 
     def add_peer(contenders: list[Contender], make: Callable[[], Contender], library: str,
                  reason: str | None, skip: list[dict[str, str]]) -> None:
@@ -284,10 +286,15 @@ def _video_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool
         rv.append(Contender("PyAV to_ndarray(rgb24) + stack", "PyAV", "cpu",
                             lambda: pyav_rgb24_stack(path), view=_nhwc, note="thread_type AUTO"))
         add_peer(rv, lambda: Contender(
-            "torchcodec CPU (get_frames_in_range)", "torchcodec", "cpu",
-            lambda: tc_decoder("cpu").get_frames_in_range(0, n).data, view=_nhwc,
+            "torchcodec CPU, FFmpeg threads auto (get_frames_in_range)", "torchcodec", "cpu",
+            lambda: tc_decoder("cpu", 0).get_frames_in_range(0, n).data, view=_nhwc,
             note="num_ffmpeg_threads=0, seek_mode exact; decoder created in each run"),
             "torchcodec CPU", tc_reason, rv_skip)
+        add_peer(rv, lambda: Contender(
+            "torchcodec CPU, default 1 thread (get_frames_in_range)", "torchcodec", "cpu",
+            lambda: tc_decoder("cpu", 1).get_frames_in_range(0, n).data, view=_nhwc,
+            note="torchcodec's default num_ffmpeg_threads=1; decoder created in each run"),
+            "torchcodec CPU (1 thread)", tc_reason, [])
     if device.startswith("cuda"):
         add_peer(rv, lambda: Contender(
             "torchcodec CUDA (get_frames_in_range)", "torchcodec", device,
@@ -325,7 +332,7 @@ def _video_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool
         sk.append(Contender("PyAV seek + decode to the time", "PyAV", "cpu",
                             lambda: pyav_seek_read(path, times, per_seek), view=_nhwc))
         add_peer(sk, lambda: Contender(
-            "torchcodec CPU (get_frames_in_range per seek)", "torchcodec", "cpu",
+            "torchcodec CPU, FFmpeg threads auto (get_frames_in_range per seek)", "torchcodec", "cpu",
             lambda: _tc_ranges(tc_decoder("cpu"), starts, per_seek), view=_nhwc),
             "torchcodec CPU", tc_reason, sk_skip)
     if device.startswith("cuda"):
@@ -347,7 +354,7 @@ def _video_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool
         ra.append(Contender("PyAV seek + decode per frame", "PyAV", "cpu",
                             lambda: pyav_frames_at(path, pts, indices), view=_nhwc))
         add_peer(ra, lambda: Contender(
-            "torchcodec CPU (get_frames_at)", "torchcodec", "cpu",
+            "torchcodec CPU, FFmpeg threads auto (get_frames_at)", "torchcodec", "cpu",
             lambda: tc_decoder("cpu").get_frames_at(indices).data, view=_nhwc),
             "torchcodec CPU", tc_reason, ra_skip)
     if device.startswith("cuda"):
