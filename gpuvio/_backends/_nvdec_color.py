@@ -1,0 +1,324 @@
+"""NV12/P016 -> RGB for batches of decoder surfaces, by the colour policy of :mod:`gpuvio._color`.
+
+Two implementations of the same arithmetic:
+
+* :func:`nv12_batch_to_rgb`: device-agnostic torch ops over a batch ``[B, H * 3 // 2, W]``. It
+  performs exactly the float32 operations of :func:`gpuvio._color.nv12_to_rgb`, in the same order,
+  so its output is bit-identical to it (the tests check this on CPU tensors). It costs about 35
+  elementwise passes over the frame, fine for one stream but a bottleneck for several.
+* :class:`FusedNv12Kernel`: one CUDA kernel (CuPy ``RawKernel``) doing the same operations per
+  pixel with IEEE round-to-nearest intrinsics (``__fmul_rn``/``__fadd_rn``: never contracted into
+  FMAs), reading the decoder's surface directly. It is only used after a self-check on the device
+  has found it bit-identical to :func:`nv12_batch_to_rgb` for that colour setting; otherwise the
+  torch ops are used and the reason is recorded (:func:`fused_kernel_status`).
+
+Nothing here imports CuPy or touches CUDA until a fused kernel is asked for.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import torch
+
+from .._color import _COEFFICIENTS, Matrix, Siting
+
+__all__ = ["FusedNv12Kernel", "color_constants", "fused_kernel", "fused_kernel_status", "nv12_batch_to_rgb"]
+
+
+def color_constants(matrix: Matrix, full_range: bool, bit_depth: int) -> dict[str, float]:
+    """The scalars of the policy's formula, computed exactly as :func:`gpuvio._color.yuv_to_rgb` does."""
+    kr, kb = _COEFFICIENTS[matrix]
+    kg = 1.0 - kr - kb
+    return {
+        "scale": float(2 ** (bit_depth - 8)),
+        "ky": 255.0 / 219.0,
+        "kc": 255.0 / 224.0,
+        "r_v": 2.0 * (1.0 - kr),
+        "g_u": 2.0 * (1.0 - kb) * kb / kg,
+        "g_v": 2.0 * (1.0 - kr) * kr / kg,
+        "b_u": 2.0 * (1.0 - kb),
+        "full": float(bool(full_range)),
+    }
+
+
+def _upsample_rows(c: torch.Tensor, height: int) -> torch.Tensor:
+    # [B, h, w] -> [B, 2h, w][:height]; the batched twin of gpuvio._color._upsample_rows
+    prev = torch.cat([c[:, :1], c[:, :-1]], dim=1)
+    nxt = torch.cat([c[:, 1:], c[:, -1:]], dim=1)
+    out = torch.stack([0.75 * c + 0.25 * prev, 0.75 * c + 0.25 * nxt], dim=2)
+    return out.reshape(c.shape[0], -1, c.shape[2])[:, :height]
+
+
+def _upsample_cols(c: torch.Tensor, width: int) -> torch.Tensor:
+    # [B, H, w] -> [B, H, 2w][..., :width]; the batched twin of gpuvio._color._upsample_cols
+    nxt = torch.cat([c[:, :, 1:], c[:, :, -1:]], dim=2)
+    out = torch.stack([c, 0.5 * (c + nxt)], dim=3)
+    return out.reshape(c.shape[0], c.shape[1], -1)[:, :, :width]
+
+
+def _upsample_rows_cosited(c: torch.Tensor, height: int) -> torch.Tensor:
+    # chroma on the even luma rows: copy, then the mean of two neighbours
+    return _upsample_cols(c.transpose(1, 2), height).transpose(1, 2)
+
+
+def _upsample_cols_centered(c: torch.Tensor, width: int) -> torch.Tensor:
+    # chroma halfway between luma columns: weights 3/4 and 1/4
+    return _upsample_rows(c.transpose(1, 2), width).transpose(1, 2)
+
+
+# siting -> (vertical, horizontal) upsampling, as in gpuvio._color
+_VERTICAL = {"left": _upsample_rows, "center": _upsample_rows,
+             "topleft": _upsample_rows_cosited, "top": _upsample_rows_cosited}
+_HORIZONTAL = {"left": _upsample_cols, "topleft": _upsample_cols,
+               "center": _upsample_cols_centered, "top": _upsample_cols_centered}
+
+
+def nv12_batch_to_rgb(nv12: torch.Tensor, *, matrix: Matrix = "bt601", full_range: bool = False,
+                      bit_depth: int = 8, siting: Siting = "left") -> torch.Tensor:
+    """Convert a batch of NV12 (or P016) surfaces to RGB, bit-identical to ``nv12_to_rgb`` per frame.
+
+    Args:
+        nv12: ``Tensor[B, H * 3 // 2, W]``: per frame the ``H`` luma rows, then ``H // 2`` rows of
+            interleaved U, V. uint8 for NV12; int32 (or uint16) samples with ``bit_depth=16`` for
+            P016. ``H`` and ``W`` must be even.
+        matrix, full_range, bit_depth, siting: as for :func:`gpuvio._color.yuv_to_rgb`.
+
+    Returns:
+        ``Tensor[B, H, W, 3]`` uint8 on ``nv12``'s device.
+    """
+    if nv12.dim() != 3:
+        raise ValueError(f"expected a batch of surfaces [B, H*3/2, W], got shape {tuple(nv12.shape)}")
+    batch, rows, width = nv12.shape
+    height = rows * 2 // 3
+    y = nv12[:, :height]
+    uv = nv12[:, height:].reshape(batch, rows - height, width // 2, 2)
+    u, v = uv[..., 0], uv[..., 1]
+    # from here on, gpuvio._color.yuv_to_rgb's operations, with a leading batch dimension
+    scale = float(2 ** (bit_depth - 8))
+    yf = y.to(torch.float32) / scale if scale != 1 else y.to(torch.float32)
+    uf = u.to(torch.float32) / scale if scale != 1 else u.to(torch.float32)
+    vf = v.to(torch.float32) / scale if scale != 1 else v.to(torch.float32)
+    if siting not in _VERTICAL:
+        raise ValueError(f"siting must be one of {sorted(_VERTICAL)}; got {siting!r}")
+    if uf.shape[1] != height:
+        rows_up = _VERTICAL[siting]
+        uf, vf = rows_up(uf, height), rows_up(vf, height)
+    if uf.shape[2] != width:
+        cols_up = _HORIZONTAL[siting]
+        uf, vf = cols_up(uf, width), cols_up(vf, width)
+    kr, kb = _COEFFICIENTS[matrix]
+    kg = 1.0 - kr - kb
+    if full_range:
+        uf = uf - 128.0
+        vf = vf - 128.0
+    else:
+        yf = (yf - 16.0) * (255.0 / 219.0)
+        uf = (uf - 128.0) * (255.0 / 224.0)
+        vf = (vf - 128.0) * (255.0 / 224.0)
+    r = yf + (2.0 * (1.0 - kr)) * vf
+    g = yf - (2.0 * (1.0 - kb) * kb / kg) * uf - (2.0 * (1.0 - kr) * kr / kg) * vf
+    b = yf + (2.0 * (1.0 - kb)) * uf
+    rgb = torch.stack([r, g, b], dim=-1)
+    return torch.floor(rgb + 0.5).clamp_(0, 255).to(torch.uint8)
+
+
+# --------------------------------------------------------------------------- fused CUDA kernel
+# One thread per output pixel. Every float operation is an explicit round-to-nearest intrinsic, in
+# the order the torch ops above perform them, so that no FMA contraction changes a result.
+_KERNEL_SOURCE = r"""
+template <typename T>
+__device__ __forceinline__ float sample(const T* p, long long i, float inv_scale) {
+    return __fmul_rn((float)p[i], inv_scale);
+}
+
+// chroma component ``comp`` of column ``col``, upsampled to luma row ``y``
+template <typename T>
+__device__ __forceinline__ float vertical(const T* uv, int width, int hc, int y, int col, int comp,
+                                          float inv_scale, int v_cosited) {
+    const int k = y >> 1;
+    const float cur = sample(uv, (long long)k * width + 2 * col + comp, inv_scale);
+    if (v_cosited) {  // on the even rows: copy there, mean of the two neighbours between
+        if (!(y & 1)) return cur;
+        const int kn = min(k + 1, hc - 1);
+        return __fmul_rn(0.5f, __fadd_rn(cur, sample(uv, (long long)kn * width + 2 * col + comp, inv_scale)));
+    }
+    // halfway between rows: even rows mix with the row above, odd ones with the row below
+    const int ko = (y & 1) ? min(k + 1, hc - 1) : max(k - 1, 0);
+    const float oth = sample(uv, (long long)ko * width + 2 * col + comp, inv_scale);
+    return __fadd_rn(__fmul_rn(0.75f, cur), __fmul_rn(0.25f, oth));
+}
+
+template <typename T>
+__device__ __forceinline__ float chroma(const T* uv, int width, int hc, int wc, int x, int y, int comp,
+                                        float inv_scale, int v_cosited, int h_cosited) {
+    const int j = x >> 1;
+    const float cur = vertical(uv, width, hc, y, j, comp, inv_scale, v_cosited);
+    if (h_cosited) {  // on the even columns
+        if (!(x & 1)) return cur;
+        const float nxt = vertical(uv, width, hc, y, min(j + 1, wc - 1), comp, inv_scale, v_cosited);
+        return __fmul_rn(0.5f, __fadd_rn(cur, nxt));
+    }
+    const int jo = (x & 1) ? min(j + 1, wc - 1) : max(j - 1, 0);
+    const float oth = vertical(uv, width, hc, y, jo, comp, inv_scale, v_cosited);
+    return __fadd_rn(__fmul_rn(0.75f, cur), __fmul_rn(0.25f, oth));
+}
+
+template <typename T>
+__device__ __forceinline__ void convert(
+        unsigned long long src_ptr, unsigned long long dst_ptr, int height, int width, float inv_scale,
+        int full, int v_cosited, int h_cosited, float ky, float kc, float r_v, float g_u, float g_v,
+        float b_u) {
+    const int x = blockIdx.x * blockDim.x + threadIdx.x;
+    const int y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= width || y >= height) return;
+    const T* src = (const T*)src_ptr;
+    const T* uv = src + (long long)height * width;
+    const int hc = height / 2, wc = width / 2;
+    const float u = chroma(uv, width, hc, wc, x, y, 0, inv_scale, v_cosited, h_cosited);
+    const float v = chroma(uv, width, hc, wc, x, y, 1, inv_scale, v_cosited, h_cosited);
+    float yf = sample(src, (long long)y * width + x, inv_scale);
+    float uf, vf;
+    if (full) {
+        uf = __fsub_rn(u, 128.0f);
+        vf = __fsub_rn(v, 128.0f);
+    } else {
+        yf = __fmul_rn(__fsub_rn(yf, 16.0f), ky);
+        uf = __fmul_rn(__fsub_rn(u, 128.0f), kc);
+        vf = __fmul_rn(__fsub_rn(v, 128.0f), kc);
+    }
+    const float r = __fadd_rn(yf, __fmul_rn(r_v, vf));
+    const float g = __fsub_rn(__fsub_rn(yf, __fmul_rn(g_u, uf)), __fmul_rn(g_v, vf));
+    const float b = __fadd_rn(yf, __fmul_rn(b_u, uf));
+    unsigned char* dst = (unsigned char*)dst_ptr + ((long long)y * width + x) * 3;
+    dst[0] = (unsigned char)fminf(fmaxf(floorf(__fadd_rn(r, 0.5f)), 0.0f), 255.0f);
+    dst[1] = (unsigned char)fminf(fmaxf(floorf(__fadd_rn(g, 0.5f)), 0.0f), 255.0f);
+    dst[2] = (unsigned char)fminf(fmaxf(floorf(__fadd_rn(b, 0.5f)), 0.0f), 255.0f);
+}
+
+#define ENTRY(name, T)                                                                               \
+extern "C" __global__ void name(                                                                     \
+        unsigned long long src, unsigned long long dst, int height, int width, float inv_scale,      \
+        int full, int v_cosited, int h_cosited, float ky, float kc, float r_v, float g_u, float g_v, \
+        float b_u) {                                                                                 \
+    convert<T>(src, dst, height, width, inv_scale, full, v_cosited, h_cosited, ky, kc, r_v, g_u, g_v, b_u); \
+}
+
+ENTRY(nv12_to_rgb24, unsigned char)
+ENTRY(p016_to_rgb24, unsigned short)
+"""
+
+_BLOCK = (32, 8, 1)
+
+
+class FusedNv12Kernel:
+    """The fused NV12/P016 -> RGB24 kernel for one colour setting (CuPy ``RawKernel``).
+
+    Call :meth:`__call__` with a contiguous surface ``Tensor[H * 3 // 2, W]`` (uint8 NV12, or the
+    16-bit P016 samples as int16/uint16) and a contiguous ``Tensor[H, W, 3]`` uint8 destination on
+    the same CUDA device; the kernel runs on torch's current stream of that device.
+    """
+
+    def __init__(self, module: Any, *, matrix: Matrix, full_range: bool, bit_depth: int,
+                 siting: Siting) -> None:
+        import numpy as np
+
+        self._nv12 = module.get_function("nv12_to_rgb24")
+        self._p016 = module.get_function("p016_to_rgb24")
+        c = color_constants(matrix, full_range, bit_depth)
+        f32 = np.float32
+        v_cosited = siting in ("topleft", "top")
+        h_cosited = siting in ("left", "topleft")
+        # the torch ops multiply float32 tensors by these Python floats converted to float32
+        self._params = (f32(1.0 / c["scale"]), np.int32(int(c["full"])), np.int32(v_cosited),
+                        np.int32(h_cosited), f32(c["ky"]), f32(c["kc"]), f32(c["r_v"]), f32(c["g_u"]),
+                        f32(c["g_v"]), f32(c["b_u"]))
+        self.key = (matrix, bool(full_range), int(bit_depth), siting)
+
+    def __call__(self, surface: torch.Tensor, out: torch.Tensor) -> None:
+        import cupy
+        import numpy as np
+
+        rows, width = surface.shape
+        height = rows * 2 // 3
+        if not (surface.is_contiguous() and out.is_contiguous() and out.shape == (height, width, 3)):
+            raise ValueError("fused conversion needs contiguous [H*3/2, W] and [H, W, 3] tensors")
+        kernel = self._nv12 if surface.element_size() == 1 else self._p016
+        grid = ((width + _BLOCK[0] - 1) // _BLOCK[0], (height + _BLOCK[1] - 1) // _BLOCK[1], 1)
+        stream = torch.cuda.current_stream(surface.device)
+        with cupy.cuda.Device(surface.device.index), cupy.cuda.ExternalStream(stream.cuda_stream):
+            kernel(grid, _BLOCK, (np.uint64(surface.data_ptr()), np.uint64(out.data_ptr()),
+                                  np.int32(height), np.int32(width), *self._params))
+
+
+_fused_lock = threading.Lock()
+_fused: dict[tuple[Any, ...], FusedNv12Kernel | None] = {}
+_fused_reasons: dict[tuple[Any, ...], str] = {}
+_modules: dict[int, Any] = {}
+
+
+def _self_check(kernel: FusedNv12Kernel, device: torch.device, bit_depth: int) -> str | None:
+    """Compare the kernel with the torch ops on random surfaces; None when bit-identical."""
+    generator = torch.Generator(device="cpu").manual_seed(1234)
+    for height, width in ((38, 66), (16, 2), (2, 64)):
+        rows = height * 3 // 2
+        if bit_depth == 8:
+            cpu = torch.randint(0, 256, (rows, width), generator=generator, dtype=torch.int32).to(torch.uint8)
+            cpu[0, :4] = torch.tensor([0, 16, 235, 255], dtype=torch.uint8)
+            reference_input = cpu
+        else:
+            reference_input = torch.randint(0, 65536, (rows, width), generator=generator, dtype=torch.int32)
+            # the same 16-bit patterns as the decoder's P016 buffer holds them (read back as unsigned)
+            cpu = torch.where(reference_input > 32767, reference_input - 65536, reference_input).to(torch.int16)
+        surface = cpu.to(device)
+        out = torch.empty((height, width, 3), dtype=torch.uint8, device=device)
+        kernel(surface, out)
+        expected = nv12_batch_to_rgb(reference_input.to(device)[None], matrix=kernel.key[0],
+                                     full_range=kernel.key[1], bit_depth=bit_depth, siting=kernel.key[3])[0]
+        if not torch.equal(out, expected):
+            diff = (out.int() - expected.int()).abs().max().item()
+            return f"fused kernel differs from the torch ops by up to {diff} at {width}x{height}"
+    return None
+
+
+def fused_kernel(device: torch.device, *, matrix: Matrix, full_range: bool, bit_depth: int,
+                 siting: Siting = "left") -> FusedNv12Kernel | None:
+    """The self-checked fused kernel for this device and colour setting, or None (torch ops then).
+
+    The first call per setting compiles the kernel (CuPy caches it on disk) and checks it against
+    :func:`nv12_batch_to_rgb` on the device; any failure (no CuPy, compile error, a single
+    differing pixel) disables it for that setting, with the reason in :func:`fused_kernel_status`.
+    """
+    key = (device.index if device.index is not None else torch.cuda.current_device(), matrix,
+           bool(full_range), int(bit_depth), siting)
+    with _fused_lock:
+        if key in _fused:
+            return _fused[key]
+        kernel: FusedNv12Kernel | None = None
+        try:
+            import cupy
+
+            module = _modules.get(key[0])
+            if module is None:
+                with cupy.cuda.Device(key[0]):
+                    module = cupy.RawModule(code=_KERNEL_SOURCE, options=("--fmad=false", "-std=c++11"))
+                _modules[key[0]] = module
+            kernel = FusedNv12Kernel(module, matrix=matrix, full_range=full_range, bit_depth=bit_depth,
+                                     siting=siting)
+            reason = _self_check(kernel, torch.device("cuda", key[0]), bit_depth)
+        except Exception as exc:  # an optional accelerator: any failure means "use the torch ops"
+            reason = f"{type(exc).__name__}: {exc}"
+        if reason is not None:
+            kernel = None
+            _fused_reasons[key] = reason
+        _fused[key] = kernel
+        return kernel
+
+
+def fused_kernel_status() -> dict[str, str]:
+    """For each colour setting tried so far: ``"fused"`` or why the torch ops are used instead."""
+    with _fused_lock:
+        return {f"cuda:{k[0]} {k[1]} {'full' if k[2] else 'limited'} {k[3]}-bit {k[4]}":
+                ("fused" if v is not None else _fused_reasons.get(k, "unavailable"))
+                for k, v in _fused.items()}
