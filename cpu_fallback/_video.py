@@ -1,11 +1,15 @@
 """read_video, read_video_timestamps and write_video with PyAV: torchvision's semantics.
 
-Frame selection follows torchvision's PyAV implementation exactly: seek a little before the
-start, decode, keep frames whose pts lie in the inclusive range ``[start, end]``, and when no
-frame has exactly the start pts also keep the last frame before it. The differences are in the
-engineering: colour conversion runs on worker threads while the decoder goes on, only frames
-that are kept get converted, frames are copied once into the output, and audio is always
-float32.
+Frame selection is torchvision 0.8's PyAV algorithm, step for step: seek a little before the
+start (further back when packed B-frames may reorder pts), decode, keep one frame per pts in the
+inclusive range ``[start, end]``, decode up to five frames past the end when buffering, and when
+no frame has exactly the start pts add the last frame before it. 'sec' times convert to stream
+units with floor (start) and ceil (end), in torchvision's arithmetic.
+
+What differs is the engineering: only kept frames are converted, on worker threads while the
+decoder goes on, each straight into its slot of the output tensor (no per-frame arrays, no
+``stack``); audio is always ``float32 [K, L]``; and frames whose size changes mid-stream are
+scaled to the size of the first frame kept instead of failing.
 """
 
 from __future__ import annotations
@@ -13,21 +17,31 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections import deque
+from concurrent.futures import Future
 from fractions import Fraction
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from gpuvio._errors import DecodeError, InvalidArgumentError
+from gpuvio._errors import InvalidArgumentError
 from gpuvio._source import atomic_output
 
-from ._frames import audio_to_float, convert_async, frame_to_rgb, open_container
+from ._frames import FrameStack, RgbConverter, audio_to_float, conversion_pool, conversion_workers, open_container
 
-__all__ = ["read_video", "read_video_timestamps", "write_video"]
+__all__ = ["read_video", "read_video_timestamps", "should_buffer", "stream_index", "to_stream_units",
+           "video_pts", "write_video"]
 
-# torchvision decodes a few frames past the end for DivX packed B-frames, whose pts arrive out of order
+# torchvision decodes up to this many frames past the end, and seeks this many units earlier,
+# when packed B-frames may deliver pts out of order
 _MAX_BUFFER = 5
+
+# How the decoder uses threads in read_video. With one slice per frame (most H.264), "SLICE" is
+# a single-threaded decode; that leaves the other cores to the colour conversion, which costs more
+# than decoding under gpuvio's policy. Measured on 2 cores, 720p H.264: SLICE ahead of AUTO/FRAME
+# once conversion runs beside it (benchmarks/_scratch_video_speed.py).
+DECODER_THREAD_TYPE = "SLICE"
 
 
 def _name(source: Any) -> str:
@@ -44,68 +58,176 @@ def _divx_flag(stream: Any) -> bytes | None:
     return None if match is None else match.group(3)
 
 
-def _should_buffer(stream: Any) -> bool:
-    # torchvision buffers unless a DivX build string says the stream is not packed
+def should_buffer(stream: Any) -> bool:
+    """torchvision buffers every stream (audio too) unless a DivX build string says 'not packed'."""
+    if stream.type != "video":
+        return True
     flag = _divx_flag(stream)
     return flag is None or flag == b"p"
 
 
-def _to_stream_units(value: Any, stream: Any, *, ceil: bool) -> Any:
-    # torchvision's exact arithmetic, so that boundaries agree with it bit for bit
+def to_stream_units(value: Any, stream: Any, *, ceil: bool) -> Any:
+    """Seconds -> ``stream`` time-base units, in torchvision's exact arithmetic (inf stays inf)."""
     if value == float("inf"):
         return value
     scaled = value * (1 / stream.time_base)
     return int(math.ceil(scaled)) if ceil else int(math.floor(scaled))
 
 
-def _read_from_stream(container: Any, start: Any, end: Any, pts_unit: str, stream: Any,
-                      convert: bool) -> tuple[list[Any], list[Any]]:
-    """Frames of ``stream`` in ``[start, end]`` sorted by pts, plus the pts themselves.
+class _Selection:
+    """torchvision's frame selection, fed one decoded frame at a time.
 
-    With ``convert`` the returned items are futures of RGB arrays (video); else raw frames.
+    ``keep(pts, frame)`` is called for every frame in ``[start, end]`` in decode order (a pts seen
+    twice is kept again: the later frame wins, as in torchvision's dict). The last frame before
+    ``start`` is held in :attr:`before`; :meth:`needs_before` says whether it belongs in the result.
     """
+
+    def __init__(self, start: Any, end: Any, buffer: bool, keep: Callable[[int, Any], None]) -> None:
+        self.start, self.end = start, end
+        self._buffer, self._keep = buffer, keep
+        self.before: tuple[int, Any] | None = None
+        self.kept: set[int] = set()
+        self._buffered = 0
+
+    def feed(self, frame: Any) -> bool:
+        """Take one frame; False once torchvision would stop decoding."""
+        pts = frame.pts
+        if pts is None:  # torchvision would fail on it; such frames cannot be placed anyway
+            return True
+        if pts < self.start:
+            if self.before is None or pts >= self.before[0]:
+                self.before = (pts, frame)
+            return True
+        if pts <= self.end:
+            self.kept.add(pts)
+            self._keep(pts, frame)
+        if pts >= self.end:
+            if self._buffer and self._buffered < _MAX_BUFFER:
+                self._buffered += 1
+                return True
+            return False
+        return True
+
+    def needs_before(self) -> bool:
+        return self.before is not None and self.start > 0 and self.start not in self.kept
+
+
+def _decode_range(container: Any, stream: Any, selection: _Selection) -> bool:
+    """Seek like torchvision and feed decoded frames to ``selection``. False if the seek failed."""
     import av
 
-    if pts_unit == "sec":
-        start = _to_stream_units(start, stream, ceil=False)
-        end = _to_stream_units(end, stream, ceil=True)
-    should_buffer = stream.type == "video" and _should_buffer(stream)
-    seek_offset = max(start - 1, 0)
-    if should_buffer:
+    seek_offset = max(selection.start - 1, 0)
+    if selection._buffer:
         seek_offset = max(seek_offset - _MAX_BUFFER, 0)
     try:
-        container.seek(seek_offset, any_frame=False, backward=True, stream=stream)
+        container.seek(int(math.floor(seek_offset)), any_frame=False, backward=True, stream=stream)
     except av.FFmpegError:
-        return [], []
-    kept: dict[int, Any] = {}
-    before: tuple[int, Any] | None = None  # the last frame before start
-    seen_start = False
-    buffered = 0
+        return False
     try:
         for frame in container.decode(stream):
-            pts = frame.pts
-            if pts is None:
-                continue
-            if pts < start:
-                if before is None or pts >= before[0]:
-                    before = (pts, frame)
-            else:
-                seen_start = seen_start or pts == start
-                if pts <= end:
-                    kept[pts] = convert_async(frame) if convert else frame
-                if pts >= end:
-                    if should_buffer and buffered < _MAX_BUFFER:
-                        buffered += 1
-                        continue
-                    break
+            if not selection.feed(frame):
+                break
     except av.FFmpegError as exc:
+        # torchvision keeps what it decoded before the error, silently; we say so
         warnings.warn(f"decoding stopped early at a corrupt packet: {exc}", RuntimeWarning, stacklevel=4)
-    order = sorted(kept)
-    items = [kept[p] for p in order]
-    if (kept or before) and start > 0 and not seen_start and before is not None:
-        order.insert(0, before[0])
-        items.insert(0, convert_async(before[1]) if convert else before[1])
-    return items, order
+    return True
+
+
+def _capacity_hint(stream: Any, start: Any, end: Any) -> int:
+    """About how many frames ``[start, end]`` (stream units) holds: reserve that many slots."""
+    rate = stream.average_rate or stream.guessed_rate
+    total = stream.frames or 0
+    if not total and rate and stream.duration and stream.time_base:
+        total = int(math.ceil(float(stream.duration * stream.time_base * rate)))
+    span = None
+    if end != float("inf") and rate and stream.time_base:
+        span = int(math.ceil(float((end - max(start, 0)) * stream.time_base * rate))) + 3
+    if total and span:
+        return min(total + 2, span)
+    return total + 2 if total else (span or 64)
+
+
+def _read_video_stream(container: Any, stream: Any, start: Any, end: Any) -> torch.Tensor:
+    """The selected frames of ``stream`` as ``Tensor[T, H, W, 3] uint8``, converted as they come."""
+    converter = RgbConverter(stream.codec_context.name)
+    pool = conversion_pool()
+    reserve_front = start > 0  # slot 0 waits for the frame before start, if it turns out needed
+    slots: dict[int, int] = {}
+    writes: dict[int, Future] = {}
+    inflight: deque[Future] = deque()
+    limit = 2 * conversion_workers() + 2  # bounds the decoded frames held in memory
+    state: dict[str, Any] = {"stack": None, "next": 1 if reserve_front else 0}
+
+    def drain() -> None:
+        while inflight:
+            inflight.popleft().result()
+
+    def submit(slot: int, frame: Any) -> None:
+        stack = state["stack"]
+        stack.reserve(slot + 1, drain)
+        previous = writes.get(slot)
+        if previous is not None:
+            previous.result()  # a repeated pts: let the earlier write finish before overwriting
+        future = pool.submit(converter.convert_into, frame, stack.slot(slot))
+        writes[slot] = future
+        inflight.append(future)
+        while len(inflight) > limit:
+            inflight.popleft().result()
+
+    def keep(pts: int, frame: Any) -> None:
+        slot = slots.get(pts)
+        if slot is None:
+            slot = slots[pts] = state["next"]
+            state["next"] += 1
+        if state["stack"] is None:
+            state["stack"] = FrameStack(frame.height, frame.width,
+                                        _capacity_hint(stream, start, end) + int(reserve_front))
+        submit(slot, frame)
+
+    selection = _Selection(start, end, should_buffer(stream), keep)
+    try:
+        if not _decode_range(container, stream, selection):
+            return _empty_video()
+        use_before = selection.needs_before()
+        if use_before:
+            pts, frame = selection.before  # type: ignore[misc]
+            if state["stack"] is None:
+                state["stack"] = FrameStack(frame.height, frame.width, 2)
+            slots[pts] = 0
+            submit(0, frame)
+        drain()
+    except BaseException:
+        for future in list(inflight):
+            future.cancel()
+        for future in list(inflight):
+            if not future.cancelled():
+                future.exception()  # let running writes finish before the buffer is dropped
+        raise
+    if not slots:
+        return _empty_video()
+    order = [slots[p] for p in sorted(slots)]
+    first = order[0]
+    if order == list(range(first, first + len(order))):
+        return state["stack"].result(first, first + len(order))
+    return state["stack"].result(0, 0, order=order)
+
+
+def _read_audio_stream(container: Any, stream: Any, start: Any, end: Any) -> np.ndarray | None:
+    """``ndarray[K, L] float32`` of the selected audio frames, aligned like torchvision, or None."""
+    frames: dict[int, Any] = {}
+    selection = _Selection(start, end, should_buffer(stream), frames.__setitem__)
+    if not _decode_range(container, stream, selection):
+        return None
+    order = sorted(frames)
+    items = [frames[p] for p in order]
+    if selection.needs_before():
+        pts, frame = selection.before  # type: ignore[misc]
+        order.insert(0, pts)
+        items.insert(0, frame)
+    if not items:
+        return None
+    audio = np.concatenate([audio_to_float(f) for f in items], axis=1)
+    return _align_audio(audio, order[0], order[-1], start, end)
 
 
 def _align_audio(aframes: np.ndarray, first_pts: int, last_pts: int, start: Any, end: Any) -> np.ndarray:
@@ -122,54 +244,39 @@ def _align_audio(aframes: np.ndarray, first_pts: int, last_pts: int, start: Any,
 
 def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str
                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """See :func:`gpuvio.read_video`; ``end_pts`` is ``inf`` for 'to the end'."""
     import av
 
     info: dict[str, Any] = {}
-    futures: list[Any] = []
+    video = _empty_video()
     audio: np.ndarray | None = None
     try:
         container = open_container(source)
     except av.FFmpegError as exc:
         warnings.warn(f"Failed to open container for {_name(source)}; Caught error: {exc}",
                       RuntimeWarning, stacklevel=3)
-        return _empty_video(), _empty_audio(), info
+        return video, _empty_audio(), info
     with container:
         if container.streams.video:
             vstream = container.streams.video[0]
-            vstream.thread_type = "AUTO"
-            futures, _ = _read_from_stream(container, start_pts, end_pts, pts_unit, vstream, True)
+            vstream.thread_type = DECODER_THREAD_TYPE
+            start, end = start_pts, end_pts
+            if pts_unit == "sec":
+                start = to_stream_units(start_pts, vstream, ceil=False)
+                end = to_stream_units(end_pts, vstream, ceil=True)
+            video = _read_video_stream(container, vstream, start, end)
             if vstream.average_rate is not None:
                 info["video_fps"] = float(vstream.average_rate)
         if container.streams.audio:
             astream = container.streams.audio[0]
-            frames, order = _read_from_stream(container, start_pts, end_pts, pts_unit, astream, False)
+            start, end = start_pts, end_pts
+            if pts_unit == "sec":
+                start = to_stream_units(start_pts, astream, ceil=False)
+                end = to_stream_units(end_pts, astream, ceil=True)
+            audio = _read_audio_stream(container, astream, start, end)
             info["audio_fps"] = astream.rate
-            if frames:
-                audio = np.concatenate([audio_to_float(f) for f in frames], axis=1)
-                start, end = start_pts, end_pts
-                if pts_unit == "sec":
-                    start = _to_stream_units(start, astream, ceil=False)
-                    end = _to_stream_units(end, astream, ceil=True)
-                audio = _align_audio(audio, order[0], order[-1], start, end)
-        rgb = [f.result() for f in futures]
-    video = _stack(rgb)
     aframes = torch.from_numpy(np.ascontiguousarray(audio)) if audio is not None else _empty_audio()
     return video, aframes, info
-
-
-def _stack(frames: list[np.ndarray]) -> torch.Tensor:
-    if not frames:
-        return _empty_video()
-    height, width = frames[0].shape[:2]
-    out = torch.empty((len(frames), height, width, 3), dtype=torch.uint8)
-    target = out.numpy()
-    for i, frame in enumerate(frames):
-        if frame.shape[:2] != (height, width):
-            raise DecodeError(
-                f"the frame size changes inside the clip ({width}x{height} at first, "
-                f"{frame.shape[1]}x{frame.shape[0]} at frame {i}); read it with VideoReader instead")
-        target[i] = frame
-    return out
 
 
 def _empty_video() -> torch.Tensor:
@@ -181,29 +288,39 @@ def _empty_audio() -> torch.Tensor:
 
 
 def video_pts(container: Any, stream: Any) -> list[int]:
-    """Every frame's pts in ``stream``, from packets when they can be trusted, else by decoding.
+    """Every frame's pts in ``stream``, sorted, from packets when they can be trusted, else by decoding.
 
-    Packets flagged for discard (edit lists) are dropped, as the decoder drops their frames.
+    Packets flagged for discard (edit lists) are dropped, as the decoder drops their frames;
+    packed B-frames (DivX) put two frames in one packet, so those streams are decoded.
     """
-    # packed B-frames put two frames in one packet: their packets undercount the frames
-    usable = _divx_flag(stream) != b"p"
-    if usable:
-        pts: list[int] = []
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue
-            if packet.pts is None:
-                usable = False
-                break
-            if not packet.is_discard:
-                pts.append(packet.pts)
-        if usable:
-            return sorted(pts)
+    return stream_index(container, stream)[0]
+
+
+def stream_index(container: Any, stream: Any) -> tuple[list[int], list[int]]:
+    """``(pts, keyframe_pts)`` of ``stream``, both sorted; one pass over the packets."""
+    usable = stream.type != "video" or _divx_flag(stream) != b"p"
+    pts: list[int] = []
+    keys: list[int] = []
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        if packet.pts is None:
+            usable = False  # the decoder will have to tell
+            continue
+        if packet.is_keyframe:
+            keys.append(packet.pts)
+        if not packet.is_discard:
+            pts.append(packet.pts)
+    if not usable:
         container.seek(0, stream=stream, backward=True, any_frame=False)
-    return sorted(f.pts for f in container.decode(stream) if f.pts is not None)
+        pts = [f.pts for f in container.decode(stream) if f.pts is not None]
+    pts.sort()
+    keys.sort()
+    return pts, keys
 
 
 def read_video_timestamps(source: Any, pts_unit: str) -> tuple[list[Any], float | None]:
+    """See :func:`gpuvio.read_video_timestamps`."""
     import av
 
     pts: list[Any] = []
@@ -231,12 +348,13 @@ def read_video_timestamps(source: Any, pts_unit: str) -> tuple[list[Any], float 
 
 
 _AUDIO_DTYPES = {"dbl": "<f8", "dblp": "<f8", "flt": "<f4", "fltp": "<f4", "s16": "<i2", "s16p": "<i2",
-                 "s32": "<i4", "s32p": "<i4", "u8": "u1", "u8p": "u1"}
+                 "s32": "<i4", "s32p": "<i4", "u8": "u1", "u8p": "u1", "s64": "<i8", "s64p": "<i8"}
 
 
 def write_video(filename: str, video: torch.Tensor, fps: Fraction, *, video_codec: str,
                 options: dict[str, Any] | None, audio_array: torch.Tensor | None, audio_fps: int | None,
                 audio_codec: str | None, audio_options: dict[str, Any] | None) -> None:
+    """See :func:`gpuvio.write_video`. The file appears only once it is complete."""
     import av
 
     frames = video.numpy()
@@ -268,19 +386,30 @@ def _write_audio(container: Any, audio: torch.Tensor, rate: int | None, codec: s
                  options: dict[str, Any] | None) -> None:
     import av
 
-    stream = container.add_stream(codec, rate=rate)
-    stream.options = {str(k): str(v) for k, v in (options or {}).items()}
     channels = audio.shape[0]
-    layout = "stereo" if channels > 1 else "mono"
     if channels > 2:
         raise InvalidArgumentError(f"audio_array has {channels} channels; write_video supports 1 or 2")
+    layout = "stereo" if channels > 1 else "mono"
+    stream = container.add_stream(codec, rate=rate, layout=layout)
+    stream.options = {str(k): str(v) for k, v in (options or {}).items()}
     sample_format = stream.format.name
-    samples = audio.numpy().astype(np.dtype(_AUDIO_DTYPES[sample_format]))
+    dtype = np.dtype(_AUDIO_DTYPES[sample_format])
+    samples = audio.numpy()
+    if samples.dtype.kind == "f" and dtype.kind in "iu":
+        # float audio is in [-1, 1]; an integer encoder wants full-scale samples, not a cast to 0
+        clipped = np.clip(samples.astype(np.float64), -1.0, 1.0)
+        if dtype.kind == "u":
+            samples = np.round((clipped + 1.0) * 127.5)
+        else:
+            samples = np.round(clipped * float(np.iinfo(dtype).max))
+    samples = samples.astype(dtype)
     if not stream.format.is_planar:
         samples = samples.T.reshape(1, -1)
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format=sample_format, layout=layout)
     frame.sample_rate = rate
+    frame.pts = 0
     for packet in stream.encode(frame):
         container.mux(packet)
     for packet in stream.encode():
         container.mux(packet)
+

@@ -1,8 +1,19 @@
-"""The CPU side of ``VideoReader``: frame-by-frame decoding, precise seeking and random access."""
+"""The CPU side of ``VideoReader``: frame-by-frame decoding, precise seeking and random access.
+
+Seeking is precise whatever the container does: FFmpeg seeks to a keyframe at or before the
+target, but some demuxers land on a keyframe *after* it (seeking by dts with B-frames, HEVC
+open-GOP leading pictures that cannot be decoded from the keyframe alone). After every seek the
+first decoded frame is checked, and when it starts after the target the seek is repeated further
+back, so that no frame at or after the target is skipped.
+"""
 
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
+import math
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Iterator
@@ -12,10 +23,15 @@ import torch
 
 from gpuvio._errors import DecodeError, InvalidArgumentError
 
-from ._frames import audio_to_float, convert_async, frame_to_rgb, open_container
-from ._video import video_pts
+from ._frames import FrameStack, RgbConverter, audio_to_float, conversion_pool, open_container
+from ._video import _divx_flag, stream_index
 
 __all__ = ["FrameIndex", "PyAVVideoSource", "stream_metadata"]
+
+# how far back (seconds) the successive retries of a seek that landed after its target go
+_SEEK_BACKOFF = (1.0, 4.0, 16.0)
+# packed B-frames (DivX) come out of the decoder up to one frame out of order
+_REORDER_WINDOW = 2
 
 
 @dataclass(frozen=True)
@@ -25,6 +41,7 @@ class FrameIndex:
     pts: list[int]
     seconds: list[float]
     end_seconds: float  # when the last frame stops being shown
+    keyframes: list[int]  # pts of the keyframes, sorted
 
     def __len__(self) -> int:
         return len(self.pts)
@@ -55,6 +72,105 @@ def stream_metadata(container: Any) -> dict[str, dict[str, list[float]]]:
     return out
 
 
+def _seconds(pts: int, time_base: Fraction) -> float:
+    # the one conversion used for every timestamp the reader reports or compares
+    return float(pts * time_base)
+
+
+class _Frames:
+    """Decoded frames of one stream from the current position: push-back, reordering, errors."""
+
+    def __init__(self, container: Any, stream: Any, reorder: int) -> None:
+        self._decoded = container.decode(stream)
+        self._reorder = reorder
+        self._heap: list[tuple[int, int, Any]] = []
+        self._count = itertools.count()
+        self._back: list[Any] = []
+
+    def _pull(self) -> Any:
+        import av
+
+        while True:
+            try:
+                frame = next(self._decoded)
+            except av.FFmpegError as exc:
+                raise DecodeError(f"decoding failed: {exc}") from None
+            if frame.pts is not None:  # a frame without a timestamp cannot be placed
+                return frame
+
+    def __next__(self) -> Any:
+        if self._back:
+            return self._back.pop()
+        if not self._reorder:
+            return self._pull()
+        while len(self._heap) <= self._reorder:
+            try:
+                frame = self._pull()
+            except StopIteration:
+                break
+            heapq.heappush(self._heap, (frame.pts, next(self._count), frame))
+        if not self._heap:
+            raise StopIteration
+        return heapq.heappop(self._heap)[2]
+
+    @classmethod
+    def empty(cls) -> _Frames:
+        """An exhausted iterator (a seek past any possible frame)."""
+        frames = cls.__new__(cls)
+        frames._decoded, frames._reorder, frames._heap, frames._back = iter(()), 0, [], []
+        frames._count = itertools.count()
+        return frames
+
+    def push_back(self, frame: Any) -> None:
+        self._back.append(frame)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+
+def _rewind(container: Any, stream: Any, reorder: int) -> _Frames | None:
+    """Frames from the start of ``stream``; None when the container cannot seek there."""
+    import av
+
+    start = stream.start_time
+    try:
+        container.seek(min(int(start), 0) if start is not None else 0, stream=stream, backward=True,
+                       any_frame=False)
+    except av.FFmpegError:
+        return None
+    return _Frames(container, stream, reorder)
+
+
+def _seek_frames(container: Any, stream: Any, target_pts: int, reorder: int) -> _Frames | None:
+    """Frames from a keyframe at or before ``target_pts`` (see the module docstring).
+
+    The first frame given starts at or before the target. None means: decode from the start
+    (the target is at or before the stream's first frame, or every seek landed after it).
+    """
+    import av
+
+    time_base = stream.time_base
+    floor = stream.start_time if stream.start_time is not None else 0
+    offset = target_pts
+    for backoff in (0.0, *_SEEK_BACKOFF):
+        offset = min(offset, target_pts - int(backoff / time_base))
+        if offset <= floor:
+            return None
+        try:
+            container.seek(offset, stream=stream, backward=True, any_frame=False)
+        except av.FFmpegError:
+            return None
+        frames = _Frames(container, stream, reorder)
+        try:
+            first = next(frames)
+        except StopIteration:
+            continue  # some demuxers seek past the last keyframe to nothing: go further back
+        frames.push_back(first)
+        if first.pts <= target_pts:
+            return frames
+    return None
+
+
 class PyAVVideoSource:
     """One open container and a current stream, decoded on demand with PyAV.
 
@@ -66,69 +182,100 @@ class PyAVVideoSource:
 
     def __init__(self, source: Any, *, stream: tuple[str, int], num_threads: int = 0,
                  device: torch.device | None = None) -> None:
-        import av
-
         self._source = source
         self._num_threads = num_threads
         self._device = device if device is not None and device.type != "cpu" else None
-        try:
-            self._container = open_container(source)
-        except av.FFmpegError as exc:
-            raise DecodeError(f"cannot open {source if isinstance(source, str) else '<bytes>'}: {exc}") from None
+        self._container = self._open()
         self._index: dict[int, FrameIndex] = {}
-        self._keys: dict[int, list[int]] = {}
+        self._ahead: deque[tuple[Any, float]] = deque()
         self.set_stream(*stream)
+
+    def _open(self) -> Any:
+        import av
+
+        try:
+            return open_container(self._source)
+        except av.FFmpegError as exc:
+            name = self._source if isinstance(self._source, str) else "<bytes>"
+            raise DecodeError(f"cannot open {name}: {exc}") from None
 
     # ------------------------------------------------------------------ streams
     def set_stream(self, kind: str, index: int) -> None:
         streams = {"video": self._container.streams.video, "audio": self._container.streams.audio}[kind]
         if index >= len(streams):
-            available = [f"{s.type}:{i}" for t in ("video", "audio")
-                         for i, s in enumerate(getattr(self._container.streams, t))]
+            available = [f"{t}:{i}" for t in ("video", "audio")
+                         for i, _ in enumerate(getattr(self._container.streams, t))]
             raise InvalidArgumentError(
                 f"stream {kind}:{index} does not exist; this file has {available or 'no video or audio streams'}")
-        self._stream = streams[index]
-        if kind == "video":
-            self._stream.thread_type = "AUTO"
-            if self._num_threads:
-                self._stream.codec_context.thread_count = self._num_threads
         self.kind = kind
-        self.seek(0.0, keyframes_only=True)
+        self._stream_number = index
+        self._configure(streams[index])
+        self._restart()
+
+    def _configure(self, stream: Any) -> None:
+        self._stream = stream
+        self._time_base = stream.time_base
+        self._reorder = _REORDER_WINDOW if stream.type == "video" and _divx_flag(stream) == b"p" else 0
+        if stream.type == "video":
+            self._converter = RgbConverter(stream.codec_context.name)
+            if self._num_threads:
+                stream.thread_type = "AUTO"
+                stream.codec_context.thread_count = self._num_threads
+            else:
+                # one frame of lookahead converts on another core while this one decodes
+                stream.thread_type = "SLICE"
 
     def metadata(self) -> dict[str, dict[str, list[float]]]:
         return stream_metadata(self._container)
 
-    # ------------------------------------------------------------------ sequential reading
-    def _decoder(self) -> Iterator[Any]:
-        import av
-
-        try:
-            yield from self._container.decode(self._stream)
-        except av.FFmpegError as exc:
-            raise DecodeError(f"decoding failed: {exc}") from None
+    # ------------------------------------------------------------------ positioning
+    def _restart(self) -> None:
+        """Back to the very first frame of the current stream."""
+        self._ahead.clear()
+        self._skip_before: float | None = None
+        frames = _rewind(self._container, self._stream, self._reorder)
+        if frames is None:
+            # not seekable (or nothing before the first index entry): reopen the file
+            self._container.close()
+            self._container = self._open()
+            self._configure(self._container.streams.get(**{self.kind: self._stream_number})[0])
+            frames = _Frames(self._container, self._stream, self._reorder)
+        self._frames = frames
 
     def seek(self, time_s: float, *, keyframes_only: bool = False) -> None:
-        import av
+        """Next frame: the first with pts >= ``time_s`` (or, with ``keyframes_only``, the keyframe
+        at or before it). ``time_s <= 0`` restarts from the first frame, negative pts included."""
+        self._ahead.clear()
+        if not time_s > 0 or math.isinf(time_s):  # <= 0 or NaN: from the start
+            if math.isinf(time_s) and time_s > 0:
+                self._frames = _Frames.empty()
+                return
+            self._restart()
+            return
+        target = int(math.floor(Fraction(time_s) / self._time_base))
+        if keyframes_only:
+            import av
 
-        time_s = max(float(time_s), 0.0)
-        offset = int(Fraction(time_s) / self._stream.time_base)
-        if self._stream.start_time is not None:
-            # a stream that starts late (pts 8.3 s, say) must still seek to its first frame
-            offset = max(offset, 0)
-        try:
-            self._container.seek(offset, stream=self._stream, backward=True, any_frame=False)
-        except av.FFmpegError:
-            self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
-        self._frames = self._decoder()
-        self._skip_before = None if keyframes_only else time_s
-        self._ahead: list[tuple[Any, float]] = []
+            try:
+                self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+            except av.FFmpegError:
+                self._restart()
+                return
+            self._frames = _Frames(self._container, self._stream, self._reorder)
+            self._skip_before = None
+            return
+        frames = _seek_frames(self._container, self._stream, target, self._reorder)
+        if frames is None:
+            self._restart()
+        else:
+            self._frames = frames
+        self._skip_before = time_s
 
-    def _next_frame(self) -> Any:
+    # ------------------------------------------------------------------ sequential reading
+    def _next_frame(self) -> tuple[Any, float]:
         while True:
             frame = next(self._frames)
-            if frame.pts is None:
-                continue
-            seconds = float(frame.pts * frame.time_base)
+            seconds = _seconds(frame.pts, self._time_base)
             if self._skip_before is not None and seconds < self._skip_before:
                 continue
             self._skip_before = None
@@ -138,25 +285,25 @@ class PyAVVideoSource:
         """The next frame of the current stream and its pts in seconds; StopIteration at the end."""
         if self.kind == "audio":
             frame, seconds = self._next_frame()
-            data = torch.from_numpy(audio_to_float(frame).T.copy())
+            data = torch.from_numpy(np.ascontiguousarray(audio_to_float(frame).T))
             return self._place(data), seconds
         # one frame of lookahead: its colour conversion runs while the caller uses this one
+        pool = conversion_pool()
         if not self._ahead:
             frame, seconds = self._next_frame()
-            self._ahead.append((convert_async(frame), seconds))
-        future, seconds = self._ahead.pop(0)
+            self._ahead.append((pool.submit(self._converter.to_array, frame, "CHW"), seconds))
+        future, seconds = self._ahead.popleft()
         try:
             frame, upcoming = self._next_frame()
-            self._ahead.append((convert_async(frame), upcoming))
+            self._ahead.append((pool.submit(self._converter.to_array, frame, "CHW"), upcoming))
         except StopIteration:
             pass
-        rgb = future.result()
-        return self._place(torch.from_numpy(rgb).permute(2, 0, 1)), seconds
+        return self._place(torch.from_numpy(future.result())), seconds
 
     def _place(self, tensor: torch.Tensor) -> torch.Tensor:
         if self._device is None:
             return tensor
-        return tensor.to(self._device, non_blocking=False)
+        return tensor.to(self._device)
 
     # ------------------------------------------------------------------ random access
     def frame_index(self) -> FrameIndex:
@@ -164,23 +311,18 @@ class PyAVVideoSource:
         key = self._stream.index
         index = self._index.get(key)
         if index is None:
-            container = open_container(self._source)
-            with container:
-                stream = container.streams[key]
-                if self.kind == "video":
-                    pts = video_pts(container, stream)
-                else:
-                    pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None and p.size)
-            tb = self._stream.time_base
-            seconds = [float(p * tb) for p in pts]
+            with open_container(self._source) as container:
+                pts, keys = stream_index(container, container.streams[key])
+            tb = self._time_base
+            seconds = [_seconds(p, tb) for p in pts]
             if len(pts) >= 2:
                 end = seconds[-1] + (seconds[-1] - seconds[-2])
             elif pts:
-                rate = self._stream.average_rate
+                rate = getattr(self._stream, "average_rate", None)
                 end = seconds[-1] + (1 / float(rate) if rate else 0.0)
             else:
                 end = 0.0
-            index = FrameIndex(pts, seconds, end)
+            index = FrameIndex(pts, seconds, end, keys)
             self._index[key] = index
         return index
 
@@ -188,7 +330,12 @@ class PyAVVideoSource:
         return len(self.frame_index())
 
     def get_frames_at(self, indices: list[int]) -> tuple[torch.Tensor, list[float]]:
-        """Frames at display positions ``indices`` (negative counts from the end), decoded in one pass."""
+        """Frames at display positions ``indices`` (negative counts from the end) as
+        ``Tensor[N, 3, H, W] uint8``, each distinct frame decoded once, GOP by GOP.
+
+        Frames are returned at the stream's declared size (a frame of another size is scaled).
+        The sequential position of the reader is left unchanged.
+        """
         if self.kind != "video":
             raise InvalidArgumentError("get_frames_at needs a video stream; call set_current_stream('video')")
         index = self.frame_index()
@@ -199,12 +346,17 @@ class PyAVVideoSource:
             if not -count <= j < count:
                 raise IndexError(f"frame index {i} is out of range for a video of {count} frames")
             positions.append(j % count)
+        if not positions:
+            return self._place(torch.empty((0, 3, 0, 0), dtype=torch.uint8)), []
         wanted = sorted(set(index.pts[p] for p in positions))
-        decoded = self._decode_pts(wanted)
-        frames = [decoded[index.pts[p]] for p in positions]
-        data = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2) if frames else torch.empty(
-            (0, 3, 0, 0), dtype=torch.uint8)
-        return self._place(data), [index.seconds[p] for p in positions]
+        stack = self._decode_pts(wanted, index)
+        slot_of = {pts: slot for slot, pts in enumerate(wanted)}
+        order = [slot_of[index.pts[p]] for p in positions]
+        if order == list(range(len(wanted))):
+            frames = stack.result(0, len(wanted))
+        else:
+            frames = stack.result(0, 0, order=order)
+        return self._place(frames), [index.seconds[p] for p in positions]
 
     def indices_played_at(self, seconds: list[float]) -> list[int]:
         """Display positions of the frames on screen at each time (the last frame with pts <= t)."""
@@ -212,59 +364,71 @@ class PyAVVideoSource:
         out = []
         for t in seconds:
             t = float(t)
-            if not index.seconds or t < index.seconds[0] or t >= index.end_seconds:
+            if not index.seconds or not index.seconds[0] <= t < index.end_seconds:
                 start = index.seconds[0] if index.seconds else 0.0
                 raise IndexError(
                     f"time {t} s is outside the video, which plays from {start} s to {index.end_seconds} s")
             out.append(bisect.bisect_right(index.seconds, t) - 1)
         return out
 
-    def _decode_pts(self, wanted: list[int]) -> dict[int, np.ndarray]:
-        """Decode the frames with exactly these pts; seek only when a keyframe lies in between."""
+    def _decode_pts(self, wanted: list[int], index: FrameIndex) -> FrameStack:
+        """Decode the frames with exactly these pts (sorted) into a stack, slot i = wanted[i].
+
+        Runs on a second container, so the sequential position is untouched. Seeks only when the
+        next wanted frame lies beyond a keyframe that has not been decoded yet.
+        """
         import av
 
-        futures: dict[int, Any] = {}
+        keyframes = index.keyframes
+        pool = conversion_pool()
+        futures: list[Any] = []
+        stack: FrameStack | None = None
         container = open_container(self._source)
-        with container:
+        try:
             stream = container.streams[self._stream.index]
-            stream.thread_type = "AUTO"
-            keyframes = self._keyframes()
-            frames: Iterator[Any] | None = None
-            last = None
+            stream.thread_type = "SLICE"
+            height, width = stream.codec_context.height, stream.codec_context.width
+            frames: _Frames | None = None
+            last: int | None = None
             i = 0
             while i < len(wanted):
                 target = wanted[i]
                 k = bisect.bisect_right(keyframes, target) - 1
-                key_pts = keyframes[k] if k >= 0 else None
-                if frames is None or last is None or target <= last or (key_pts is not None and key_pts > last):
-                    container.seek(target, stream=stream, backward=True, any_frame=False)
-                    frames = container.decode(stream)
-                try:
-                    for frame in frames:
-                        if frame.pts is None:
-                            continue
-                        last = frame.pts
-                        while i < len(wanted) and wanted[i] <= frame.pts:
-                            # a frame whose pts was missed (decoder-shifted pts) maps to the next one
-                            futures[wanted[i]] = convert_async(frame)
-                            i += 1
-                        if i >= len(wanted) or wanted[i] != target:
-                            break
-                    else:
-                        raise DecodeError(f"frames with pts {wanted[i:]} could not be decoded")
-                except av.FFmpegError as exc:
-                    raise DecodeError(f"decoding failed: {exc}") from None
-            return {pts: f.result() for pts, f in futures.items()}
-
-    def _keyframes(self) -> list[int]:
-        key = self._stream.index
-        keys = self._keys.get(key)
-        if keys is None:
-            with open_container(self._source) as container:
-                stream = container.streams[key]
-                keys = sorted(p.pts for p in container.demux(stream) if p.is_keyframe and p.pts is not None)
-            self._keys[key] = keys
-        return keys
+                if frames is None or last is None or (k >= 0 and keyframes[k] > last):
+                    frames = _seek_frames(container, stream, target, self._reorder)
+                    if frames is None:
+                        frames = _rewind(container, stream, self._reorder)
+                    if frames is None:
+                        container.close()
+                        container = open_container(self._source)
+                        stream = container.streams[self._stream.index]
+                        frames = _Frames(container, stream, self._reorder)
+                for frame in frames:
+                    last = frame.pts
+                    if frame.pts < target:
+                        continue
+                    if frame.pts > target:
+                        raise DecodeError(
+                            f"the frame with pts {target}, listed by the container, could not be decoded "
+                            f"(the decoder went on to pts {frame.pts})")
+                    if stack is None:
+                        stack = FrameStack(height or frame.height, width or frame.width, len(wanted), "CHW")
+                    futures.append(pool.submit(self._converter.convert_into, frame, stack.slot(i), "CHW"))
+                    i += 1
+                    break
+                else:
+                    raise DecodeError(f"frames with pts {wanted[i:]} could not be decoded (end of stream)")
+        except av.FFmpegError as exc:
+            raise DecodeError(f"decoding failed: {exc}") from None
+        finally:
+            for future in futures:
+                future.exception()  # every write finishes before the stack is used or dropped
+            container.close()
+        for future in futures:
+            future.result()
+        assert stack is not None
+        return stack
 
     def close(self) -> None:
+        self._ahead.clear()
         self._container.close()
