@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gpuvio._bench._report import markdown_table  # noqa: E402
+from gpuvio._bench._report import markdown_table
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:

@@ -19,8 +19,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -81,7 +82,6 @@ def _resolve_device(device: str, *, require: str | None = None) -> tuple[Any, st
     With ``require`` (an operation), a CUDA device that no GPU backend can serve for it is refused
     here, with the dispatcher's explanation, instead of failing later in every step.
     """
-    import torch
 
     from ._dispatch import cuda_unavailable_reason, parse_device, select_backend
 
@@ -161,7 +161,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         for title, step in steps:
             try:
                 line = step()
-            except Exception as exc:  # report every step, then fail at the end
+            except Exception as exc:  # noqa: BLE001 -- report every step, then fail at the end
                 failures += 1
                 line = f"FAILED: {type(exc).__name__}: {exc}"
             print(f"{title}\n    {line}")
@@ -359,7 +359,7 @@ def probe_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if fmt is not None:
         try:
             return _probe_image(path, fmt)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             raise CliError(f"{path}: looks like {fmt} but cannot be read: {exc}") from None
     try:
         container = av.open(str(path), metadata_errors="ignore")
@@ -417,7 +417,7 @@ def _count_packets(container: Any) -> dict[int, int]:
             if packet.size:
                 counts[packet.stream.index] = counts.get(packet.stream.index, 0) + 1
         container.seek(0)
-    except Exception:  # a damaged tail: report what was counted
+    except Exception:  # noqa: BLE001, S110 -- a damaged tail: report what was counted
         pass
     return counts
 

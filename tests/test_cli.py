@@ -18,12 +18,11 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, media_path
 from PIL import Image
 
 import gpuvio
 from gpuvio.cli import main
-
-from conftest import REPO, media_path
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -53,7 +52,7 @@ def test_demo_small_runs_every_step(capsys, tmp_path):
 
 def test_python_dash_m_gpuvio_is_the_cli():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "gpuvio", "--version"], capture_output=True, text=True,
+    proc = subprocess.run(check=False, args=[sys.executable, "-m", "gpuvio", "--version"], capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"gpuvio {gpuvio.__version__}"
@@ -191,7 +190,7 @@ def test_decode_image_to_pt_matches_pillow(tmp_path, generated, capsys):
 ])
 def test_bad_arguments_fail_with_a_message(argv, code, needle, generated, capsys):
     argv = [a.format(clip=generated["h264"], jpeg=generated["jpeg"]) for a in argv]
-    got, out, err = run(capsys, *argv)
+    got, _out, err = run(capsys, *argv)
     assert got == code
     assert needle in err
     assert f"gpuvio {argv[0]}: error:" in err.splitlines()[-1]
@@ -235,7 +234,7 @@ def test_decode_on_cuda_without_a_gpu_says_what_is_missing(generated, capsys):
 
 
 def test_help_teaches():
-    parser_help = subprocess.run([sys.executable, "-m", "gpuvio", "decode", "--help"], capture_output=True,
+    parser_help = subprocess.run(check=False, args=[sys.executable, "-m", "gpuvio", "decode", "--help"], capture_output=True,
                                  text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert parser_help.returncode == 0
     assert "example" in parser_help.stdout and "--out frames.pt|DIR" in parser_help.stdout
@@ -339,7 +338,7 @@ def test_torchvision08_algorithm_matches_pyav_to_rgb(generated):
 
 
 def test_decode_image_to_dir_writes_png(tmp_path, generated, capsys):
-    code, out, err = run(capsys, "decode", str(generated["png"]), "--out", str(tmp_path / "pngs"))
+    code, _out, err = run(capsys, "decode", str(generated["png"]), "--out", str(tmp_path / "pngs"))
     assert code == 0, err
     written = tmp_path / "pngs" / (generated["png"].stem + ".png")
     with Image.open(generated["png"]) as im:

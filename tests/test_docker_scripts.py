@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 DOCKER = REPO / "docker"
@@ -39,25 +38,25 @@ def _env(**extra: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_hadolint_clean(dockerfile):
-    proc = subprocess.run([_tool("hadolint"), "--no-color", str(dockerfile)], capture_output=True, text=True,
+    proc = subprocess.run(check=False, args=[_tool("hadolint"), "--no-color", str(dockerfile)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_scripts_parse(script):
-    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(check=False, args=["bash", "-n", str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_shellcheck_clean(script):
-    proc = subprocess.run([_tool("shellcheck"), str(script)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(check=False, args=[_tool("shellcheck"), str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def _plan(*args: str, **env: str) -> list[str]:
-    proc = subprocess.run(["bash", str(DOCKER / "install.sh"), "--dry-run", "--no-apt", "--venv", "/opt/x", *args],
+    proc = subprocess.run(check=False, args=["bash", str(DOCKER / "install.sh"), "--dry-run", "--no-apt", "--venv", "/opt/x", *args],
                           capture_output=True, text=True, timeout=60, env=_env(**env))
     assert proc.returncode == 0, proc.stderr
     return [line[2:] for line in proc.stdout.splitlines() if line.startswith("+ ")]
@@ -88,14 +87,14 @@ def test_install_plan_cuda():
     (["--src", "/nonexistent", "cpu"], "has no pyproject.toml"),
 ])
 def test_install_bad_arguments(args, needle):
-    proc = subprocess.run(["bash", str(DOCKER / "install.sh"), "--dry-run", *args], capture_output=True, text=True,
+    proc = subprocess.run(check=False, args=["bash", str(DOCKER / "install.sh"), "--dry-run", *args], capture_output=True, text=True,
                           timeout=60, env=_env())
     assert proc.returncode == 2
     assert needle in proc.stderr
 
 
 def test_preflight_refuses_without_video_capability():
-    proc = subprocess.run([str(DOCKER / "preflight.sh"), "echo", "ran"], capture_output=True, text=True, timeout=60,
+    proc = subprocess.run(check=False, args=[str(DOCKER / "preflight.sh"), "echo", "ran"], capture_output=True, text=True, timeout=60,
                           env=_env(NVIDIA_DRIVER_CAPABILITIES="compute,utility"))
     assert proc.returncode == 70
     assert "lacks 'video'" in proc.stderr and "ran" not in proc.stdout
@@ -111,7 +110,7 @@ def test_preflight_refuses_without_the_driver_libraries():
         pass
     else:
         pytest.skip("the NVIDIA driver libraries load here")
-    proc = subprocess.run([str(DOCKER / "preflight.sh"), "echo", "ran"], capture_output=True, text=True, timeout=60,
+    proc = subprocess.run(check=False, args=[str(DOCKER / "preflight.sh"), "echo", "ran"], capture_output=True, text=True, timeout=60,
                           env=_env(NVIDIA_DRIVER_CAPABILITIES="compute,utility,video"))
     assert proc.returncode == 70
     assert "cannot load lib" in proc.stderr and "preflight FAILED" in proc.stderr
@@ -119,7 +118,7 @@ def test_preflight_refuses_without_the_driver_libraries():
 
 
 def test_preflight_can_be_skipped_and_execs_the_command():
-    proc = subprocess.run([str(DOCKER / "preflight.sh"), "echo", "ran"], capture_output=True, text=True, timeout=60,
+    proc = subprocess.run(check=False, args=[str(DOCKER / "preflight.sh"), "echo", "ran"], capture_output=True, text=True, timeout=60,
                           env=_env(GPUVIO_SKIP_PREFLIGHT="1"))
     assert proc.returncode == 0 and proc.stdout.strip() == "ran"
 
@@ -127,20 +126,20 @@ def test_preflight_can_be_skipped_and_execs_the_command():
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfile_copies_existing_paths_and_uses_the_install_script(dockerfile):
     text = dockerfile.read_text()
-    for line in re.findall(r"^COPY (.+)$", text, flags=re.M):
+    for line in re.findall(r"^COPY (.+)$", text, flags=re.MULTILINE):
         sources = line.split()[:-1]
         for src in sources:
             assert (REPO / src).exists(), f"{dockerfile.name} copies {src}, which does not exist"
     joined = re.sub(r"\\\n\s*", " ", text)  # fold continuation lines
-    assert re.search(r"^RUN .*bash docker/install\.sh .*(cpu|cuda)$", joined, flags=re.M)
+    assert re.search(r"^RUN .*bash docker/install\.sh .*(cpu|cuda)$", joined, flags=re.MULTILINE)
 
 
 def test_cuda_image_exposes_nvdec_and_benchmarks_by_default():
     text = (DOCKER / "Dockerfile.cuda").read_text()
     caps = re.search(r"NVIDIA_DRIVER_CAPABILITIES=(\S+)", text).group(1)
     assert set(caps.split(",")) >= {"compute", "utility", "video"}
-    assert re.search(r"^FROM \$\{CUDA_IMAGE\}", text, flags=re.M)
-    assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:\S+", text, flags=re.M)
+    assert re.search(r"^FROM \$\{CUDA_IMAGE\}", text, flags=re.MULTILINE)
+    assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:\S+", text, flags=re.MULTILINE)
     assert 'ENTRYPOINT ["/src/docker/preflight.sh"]' in text
-    cmd = re.search(r"^CMD (\[.*\])$", text, flags=re.M).group(1)
+    cmd = re.search(r"^CMD (\[.*\])$", text, flags=re.MULTILINE).group(1)
     assert '"gpuvio", "bench"' in cmd and '"/results/' in cmd

@@ -39,18 +39,18 @@ class MediaFile:
 _FULL = [
     ("h264_720p_10s.mp4", "video", "target_video",
      "H.264 1280x720 30 fps, 10 s, ~4.5 Mbit/s, panning texture, GOP 30, no audio",
-     dict(width=1280, height=720, seconds=10.0, fps=30, bit_rate=4_500_000, gop=30, audio=False)),
+     {"width": 1280, "height": 720, "seconds": 10.0, "fps": 30, "bit_rate": 4_500_000, "gop": 30, "audio": False}),
     ("jpeg_1080p.jpg", "image", "jpeg", "JPEG 1920x1080, quality 90, 4:2:0",
-     dict(width=1920, height=1080, quality=90)),
-    ("png_720p.png", "image", "png", "PNG 1280x720 RGB 8-bit", dict(width=1280, height=720)),
+     {"width": 1920, "height": 1080, "quality": 90}),
+    ("png_720p.png", "image", "png", "PNG 1280x720 RGB 8-bit", {"width": 1280, "height": 720}),
 ]
 _QUICK = [
     ("h264_360p_2s.mp4", "video", "target_video",
      "H.264 640x360 30 fps, 2 s, ~1.1 Mbit/s, panning texture, GOP 30, no audio (quick)",
-     dict(width=640, height=360, seconds=2.0, fps=30, gop=30, audio=False)),
+     {"width": 640, "height": 360, "seconds": 2.0, "fps": 30, "gop": 30, "audio": False}),
     ("jpeg_1080p.jpg", "image", "jpeg", "JPEG 1920x1080, quality 90, 4:2:0",
-     dict(width=1920, height=1080, quality=90)),
-    ("png_360p.png", "image", "png", "PNG 640x360 RGB 8-bit (quick)", dict(width=640, height=360)),
+     {"width": 1920, "height": 1080, "quality": 90}),
+    ("png_360p.png", "image", "png", "PNG 640x360 RGB 8-bit (quick)", {"width": 640, "height": 360}),
 ]
 
 

@@ -19,8 +19,9 @@ import math
 import random
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -92,7 +93,7 @@ def _import(module: str) -> tuple[Any, str | None]:
         if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == top:
             return None, f"{top} is not installed"
         return None, f"{module}: {_first_line(exc)}"
-    except Exception as exc:  # e.g. torchcodec without FFmpeg shared libraries raises RuntimeError
+    except Exception as exc:  # noqa: BLE001 -- torchcodec without FFmpeg libraries raises RuntimeError
         return None, f"{module}: {_first_line(exc)}"
 
 
@@ -241,13 +242,12 @@ def _video_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool
     import gpuvio
 
     path = str(media.path)
-    pts, fps = gpuvio.read_video_timestamps(path, pts_unit="pts")
+    pts, _fps = gpuvio.read_video_timestamps(path, pts_unit="pts")
     if not pts:
         return []
     sec_pts, _ = gpuvio.read_video_timestamps(path, pts_unit="sec")
     seconds = [float(p) for p in sec_pts]
     n = len(pts)
-    skipped: list[dict[str, str]] = []
     tc, tc_reason = _import("torchcodec.decoders")
     nvc, nvc_reason = _import("PyNvVideoCodec") if device.startswith("cuda") else (None, None)
     gpu_index = torch.device(device).index or 0 if device.startswith("cuda") else 0
@@ -264,7 +264,7 @@ def _video_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool
             return
         try:
             contenders.append(make())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             skip.append({"contender": library, "reason": f"failed to set up: {_first_line(exc)}"})
 
     # 1. read_video of the whole clip
@@ -444,12 +444,12 @@ def _image_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool
             return
         try:
             contenders.append(make())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             skip.append({"contender": label, "reason": f"failed to set up: {_first_line(exc)}"})
 
     if media.role == "jpeg":
         nvi, nvi_reason = _import("nvidia.nvimgcodec") if cuda else (None, None)
-        dali, dali_reason = _import("nvidia.dali") if cuda else (None, None)
+        _dali, dali_reason = _import("nvidia.dali") if cuda else (None, None)
         batch = 8 if quick else 16
         for n_images in (1, batch):
             items = raw if n_images == 1 else [raw] * n_images
@@ -463,13 +463,14 @@ def _image_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool
             if cuda:
                 cs.append(Contender("gpuvio (cpu backend, cpu)", "gpuvio", "cpu",
                                     lambda t=tensors: gpuvio.decode_image(t), view=view))
-            peer(cs, skip, "torchvision.io.decode_jpeg", tv_reason, lambda t=tensors: Contender(
+            # peer() calls these makers at once; the defaults bind this iteration's values anyway
+            peer(cs, skip, "torchvision.io.decode_jpeg", tv_reason, lambda t=tensors, v=view: Contender(
                 f"torchvision.io.decode_jpeg ({'cuda' if cuda else 'cpu'})", "torchvision", device,
-                _synced(lambda: tv.decode_jpeg(t, device=device), device), view=view))
+                _synced(lambda: tv.decode_jpeg(t, device=device), device), view=v))
             if cuda:
-                peer(cs, skip, "torchvision.io.decode_jpeg (cpu)", tv_reason, lambda t=tensors: Contender(
+                peer(cs, skip, "torchvision.io.decode_jpeg (cpu)", tv_reason, lambda t=tensors, v=view: Contender(
                     "torchvision.io.decode_jpeg (cpu)", "torchvision", "cpu",
-                    lambda: tv.decode_jpeg(t), view=view))
+                    lambda: tv.decode_jpeg(t), view=v))
             if cpu_peers:
                 cs.append(Contender("Pillow (libjpeg-turbo) -> tensor", "Pillow", "cpu",
                                     (lambda: _pil_decode(raw)) if n_images == 1
@@ -477,9 +478,9 @@ def _image_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool
                                     view=view))
             if cuda:
                 peer(cs, skip, "nvImageCodec", nvi_reason,
-                     lambda it=items: _nvimgcodec_contender(nvi, it, device, gpu_index, view))
+                     lambda it=items, v=view: _nvimgcodec_contender(nvi, it, device, gpu_index, v))
                 peer(cs, skip, "DALI", dali_reason,
-                     lambda k=n_images: _dali_contender(raw, k, device, gpu_index, view))
+                     lambda k=n_images, v=view: _dali_contender(raw, k, device, gpu_index, v))
             title = f"decode_image JPEG {size}" + (f" (list of {n_images})" if n_images > 1 else "")
             target = None
             if n_images == 1 and media.params.get("width") == 1920 and not cuda:

@@ -103,7 +103,7 @@ def measure(workload: Workload, *, repeats: int, warmup: int = 1,
             if r.contender.is_gpuvio:
                 ref_view = view
             r.agreement = _agreement(ref_view, view, workload.compare) if not r.contender.is_gpuvio else None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             r.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
     live = [r for r in results if r.error is None]
     if workload.short:
@@ -128,7 +128,7 @@ def measure(workload: Workload, *, repeats: int, warmup: int = 1,
                 for _ in range(r.inner):
                     r.contender.fn()
                 r.times_s.append(time.perf_counter() - start)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 r.error = f"{type(exc).__name__}: {exc}"[:300]
             bar.update()
     bar.close()
