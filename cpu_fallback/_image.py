@@ -309,7 +309,21 @@ def _check_png(data: memoryview) -> tuple[int, int]:
 def _decode_png16(data: memoryview, colour_type: int, mode: ImageReadMode) -> torch.Tensor:
     """A 16-bit PNG through FFmpeg's PNG decoder (Pillow keeps only 8 bits of colour PNGs)."""
     import av
+    from PIL import Image
 
+    # Pillow's decompression-bomb rule (warn above the limit, refuse above twice it), applied to
+    # the header before FFmpeg allocates anything
+    width, height = struct.unpack(">II", bytes(data[16:24]))
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > 2 * limit:
+        raise ResourceLimitError(
+            f"image size ({width}x{height} = {width * height} pixels) exceeds twice the limit of {limit} "
+            "pixels (a possible decompression bomb); raise PIL.Image.MAX_IMAGE_PIXELS to allow it")
+    if limit is not None and width * height > limit:
+        import warnings
+
+        warnings.warn(f"image size ({width * height} pixels) exceeds the limit of {limit} pixels",
+                      Image.DecompressionBombWarning, stacklevel=4)
     try:
         codec = av.CodecContext.create("png", "r")
         frames = codec.decode(av.Packet(bytes(data))) + codec.decode(None)
