@@ -24,7 +24,8 @@ import torch
 
 from .._color import _COEFFICIENTS, Matrix, Siting
 
-__all__ = ["FusedNv12Kernel", "color_constants", "fused_kernel", "fused_kernel_status", "nv12_batch_to_rgb"]
+__all__ = ["KERNEL_SOURCE", "FusedNv12Kernel", "color_constants", "fused_kernel", "fused_kernel_status",
+           "kernel_params", "nv12_batch_to_rgb"]
 
 
 def color_constants(matrix: Matrix, full_range: bool, bit_depth: int) -> dict[str, float]:
@@ -127,7 +128,7 @@ def nv12_batch_to_rgb(nv12: torch.Tensor, *, matrix: Matrix = "bt601", full_rang
 # --------------------------------------------------------------------------- fused CUDA kernel
 # One thread per output pixel. Every float operation is an explicit round-to-nearest intrinsic, in
 # the order the torch ops above perform them, so that no FMA contraction changes a result.
-_KERNEL_SOURCE = r"""
+KERNEL_SOURCE = r"""
 template <typename T>
 __device__ __forceinline__ float sample(const T* p, long long i, float inv_scale) {
     return __fmul_rn((float)p[i], inv_scale);
@@ -212,6 +213,21 @@ ENTRY(p016_to_rgb24, unsigned short)
 _BLOCK = (32, 8, 1)
 
 
+def kernel_params(*, matrix: Matrix, full_range: bool, bit_depth: int, siting: Siting) -> tuple[Any, ...]:
+    """The fused kernel's arguments after ``(src, dst, height, width)``, as numpy scalars.
+
+    The torch ops multiply float32 tensors by Python floats, i.e. by those floats rounded to
+    float32: the kernel gets exactly these float32 values.
+    """
+    import numpy as np
+
+    c = color_constants(matrix, full_range, bit_depth)
+    f32 = np.float32
+    return (f32(1.0 / c["scale"]), np.int32(int(c["full"])), np.int32(siting in ("topleft", "top")),
+            np.int32(siting in ("left", "topleft")), f32(c["ky"]), f32(c["kc"]), f32(c["r_v"]),
+            f32(c["g_u"]), f32(c["g_v"]), f32(c["b_u"]))
+
+
 class FusedNv12Kernel:
     """The fused NV12/P016 -> RGB24 kernel for one colour setting (CuPy ``RawKernel``).
 
@@ -226,14 +242,7 @@ class FusedNv12Kernel:
 
         self._nv12 = module.get_function("nv12_to_rgb24")
         self._p016 = module.get_function("p016_to_rgb24")
-        c = color_constants(matrix, full_range, bit_depth)
-        f32 = np.float32
-        v_cosited = siting in ("topleft", "top")
-        h_cosited = siting in ("left", "topleft")
-        # the torch ops multiply float32 tensors by these Python floats converted to float32
-        self._params = (f32(1.0 / c["scale"]), np.int32(int(c["full"])), np.int32(v_cosited),
-                        np.int32(h_cosited), f32(c["ky"]), f32(c["kc"]), f32(c["r_v"]), f32(c["g_u"]),
-                        f32(c["g_v"]), f32(c["b_u"]))
+        self._params = kernel_params(matrix=matrix, full_range=full_range, bit_depth=bit_depth, siting=siting)
         self.key = (matrix, bool(full_range), int(bit_depth), siting)
 
     def __call__(self, surface: torch.Tensor, out: torch.Tensor) -> None:
@@ -302,7 +311,7 @@ def fused_kernel(device: torch.device, *, matrix: Matrix, full_range: bool, bit_
             module = _modules.get(key[0])
             if module is None:
                 with cupy.cuda.Device(key[0]):
-                    module = cupy.RawModule(code=_KERNEL_SOURCE, options=("--fmad=false", "-std=c++11"))
+                    module = cupy.RawModule(code=KERNEL_SOURCE, options=("--fmad=false", "-std=c++11"))
                 _modules[key[0]] = module
             kernel = FusedNv12Kernel(module, matrix=matrix, full_range=full_range, bit_depth=bit_depth,
                                      siting=siting)
