@@ -101,11 +101,22 @@ def read_video_timestamps(filename: Source, pts_unit: PtsUnit = "pts", *,
     return chosen.read_video_timestamps(source, pts_unit=pts_unit)
 
 
+# NTSC-family rates, written as the decimals people type (29.97, 23.976, 59.94)
+_NTSC = tuple(Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120, 240))
+
+
 def _check_fps(fps: Any, name: str) -> Fraction:
+    """A positive rate as an exact Fraction: 29.97 becomes 30000/1001, other floats the nearest
+    fraction with a denominator up to 1001 (torchvision rounded to an integer)."""
     if isinstance(fps, bool) or not isinstance(fps, (numbers.Real, Fraction)):
         raise InvalidInputTypeError(f"{name} must be a positive number, got {fps!r}")
     if not (fps > 0 and math.isfinite(fps)):
         raise InvalidArgumentError(f"{name} must be a positive number, got {fps!r}")
+    if isinstance(fps, (Fraction, numbers.Integral)):
+        return Fraction(fps)
+    for rate in _NTSC:
+        if abs(float(fps) - float(rate)) < 5e-3:
+            return rate
     return Fraction(fps).limit_denominator(1001)
 
 
@@ -122,8 +133,9 @@ def write_video(filename: str | os.PathLike[str], video_array: torch.Tensor | np
         filename: where to write.
         video_array: ``Tensor[T, H, W, 3] uint8`` RGB frames (a numpy array works too). H and W must
             be even for the yuv420p codecs.
-        fps: frame rate; a float such as 29.97 is kept as the nearest fraction with a denominator
-            up to 1001 (torchvision rounded it to an integer).
+        fps: frame rate; 29.97, 23.976 and 59.94 are stored as 30000/1001, 24000/1001 and
+            60000/1001, other floats as the nearest fraction with a denominator up to 1001
+            (torchvision rounded them to an integer).
         video_codec: an FFmpeg encoder, default ``"libx264"``; ``"libx264rgb"`` stores RGB
             losslessly-capable, ``"mpeg4"`` is MPEG-4 Part 2.
         options: encoder options, e.g. ``{"crf": "17", "preset": "fast"}``.
