@@ -32,6 +32,9 @@ __all__ = ["FrameIndex", "PyAVVideoSource", "stream_metadata"]
 _SEEK_BACKOFF = (1.0, 4.0, 16.0)
 # packed B-frames (DivX) come out of the decoder up to one frame out of order
 _REORDER_WINDOW = 2
+# a packet the decoder rejects is skipped (FFmpeg's own tools do the same); this many in a row
+# mean the data is not video the decoder can read
+_MAX_BAD_PACKETS = 16
 
 
 @dataclass(frozen=True)
@@ -77,24 +80,39 @@ def _seconds(pts: int, time_base: Fraction) -> float:
     return float(pts * time_base)
 
 
+def _decode(container: Any, stream: Any) -> Iterator[Any]:
+    """``container.decode(stream)``, packet by packet, skipping packets the decoder rejects."""
+    import av
+
+    bad = 0
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as exc:
+                bad += 1
+                if bad >= _MAX_BAD_PACKETS:
+                    raise DecodeError(f"decoding failed: {bad} packets in a row were rejected ({exc})") from None
+                continue
+            bad = 0
+            yield from frames
+    except av.FFmpegError as exc:  # a demuxing error: the rest of the file is unreadable
+        raise DecodeError(f"reading the file failed: {exc}") from None
+
+
 class _Frames:
     """Decoded frames of one stream from the current position: push-back, reordering, errors."""
 
     def __init__(self, container: Any, stream: Any, reorder: int) -> None:
-        self._decoded = container.decode(stream)
+        self._decoded = _decode(container, stream)
         self._reorder = reorder
         self._heap: list[tuple[int, int, Any]] = []
         self._count = itertools.count()
         self._back: list[Any] = []
 
     def _pull(self) -> Any:
-        import av
-
         while True:
-            try:
-                frame = next(self._decoded)
-            except av.FFmpegError as exc:
-                raise DecodeError(f"decoding failed: {exc}") from None
+            frame = next(self._decoded)
             if frame.pts is not None:  # a frame without a timestamp cannot be placed
                 return frame
 
@@ -126,19 +144,6 @@ class _Frames:
 
     def __iter__(self) -> Iterator[Any]:
         return self
-
-
-def _rewind(container: Any, stream: Any, reorder: int) -> _Frames | None:
-    """Frames from the start of ``stream``; None when the container cannot seek there."""
-    import av
-
-    start = stream.start_time
-    try:
-        container.seek(min(int(start), 0) if start is not None else 0, stream=stream, backward=True,
-                       any_frame=False)
-    except av.FFmpegError:
-        return None
-    return _Frames(container, stream, reorder)
 
 
 def _seek_frames(container: Any, stream: Any, target_pts: int, reorder: int) -> _Frames | None:
@@ -186,6 +191,7 @@ class PyAVVideoSource:
         self._num_threads = num_threads
         self._device = device if device is not None and device.type != "cpu" else None
         self._container = self._open()
+        self._fresh = True  # nothing read or seeked since the container was opened
         self._index: dict[int, FrameIndex] = {}
         self._ahead: deque[tuple[Any, float]] = deque()
         self.set_stream(*stream)
@@ -206,7 +212,8 @@ class PyAVVideoSource:
             available = [f"{t}:{i}" for t in ("video", "audio")
                          for i, _ in enumerate(getattr(self._container.streams, t))]
             raise InvalidArgumentError(
-                f"stream {kind}:{index} does not exist; this file has {available or 'no video or audio streams'}")
+                f"stream {kind}:{index} does not exist; this file has "
+                f"{', '.join(available) or 'no video or audio streams'}")
         self.kind = kind
         self._stream_number = index
         self._configure(streams[index])
@@ -230,17 +237,20 @@ class PyAVVideoSource:
 
     # ------------------------------------------------------------------ positioning
     def _restart(self) -> None:
-        """Back to the very first frame of the current stream."""
+        """Back to the very first frame of the current stream.
+
+        A container that has been read from is reopened rather than seeked: a seek to the start
+        skips what an edit list discards (AAC priming packets, say), which the decoder needs to
+        produce the first samples exactly as a fresh decode does.
+        """
         self._ahead.clear()
         self._skip_before: float | None = None
-        frames = _rewind(self._container, self._stream, self._reorder)
-        if frames is None:
-            # not seekable (or nothing before the first index entry): reopen the file
+        if not self._fresh:
             self._container.close()
             self._container = self._open()
             self._configure(self._container.streams.get(**{self.kind: self._stream_number})[0])
-            frames = _Frames(self._container, self._stream, self._reorder)
-        self._frames = frames
+        self._fresh = False
+        self._frames = _Frames(self._container, self._stream, self._reorder)
 
     def seek(self, time_s: float, *, keyframes_only: bool = False) -> None:
         """Next frame: the first with pts >= ``time_s`` (or, with ``keyframes_only``, the keyframe
@@ -256,6 +266,7 @@ class PyAVVideoSource:
         if keyframes_only:
             import av
 
+            self._fresh = False
             try:
                 self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
             except av.FFmpegError:
@@ -264,6 +275,7 @@ class PyAVVideoSource:
             self._frames = _Frames(self._container, self._stream, self._reorder)
             self._skip_before = None
             return
+        self._fresh = False
         frames = _seek_frames(self._container, self._stream, target, self._reorder)
         if frames is None:
             self._restart()
@@ -390,19 +402,26 @@ class PyAVVideoSource:
             height, width = stream.codec_context.height, stream.codec_context.width
             frames: _Frames | None = None
             last: int | None = None
+            used = False  # whether this container has been read or seeked yet
             i = 0
             while i < len(wanted):
                 target = wanted[i]
                 k = bisect.bisect_right(keyframes, target) - 1
                 if frames is None or last is None or (k >= 0 and keyframes[k] > last):
-                    frames = _seek_frames(container, stream, target, self._reorder)
+                    frames = None
+                    if target > (stream.start_time or 0):
+                        used = True  # _seek_frames seeks this container
+                        frames = _seek_frames(container, stream, target, self._reorder)
                     if frames is None:
-                        frames = _rewind(container, stream, self._reorder)
-                    if frames is None:
-                        container.close()
-                        container = open_container(self._source)
-                        stream = container.streams[self._stream.index]
+                        # from the very start: a fresh container (a seek there would skip what
+                        # an edit list discards, which the first frames may depend on)
+                        if used:
+                            container.close()
+                            container = open_container(self._source)
+                            stream = container.streams[self._stream.index]
+                            stream.thread_type = "SLICE"
                         frames = _Frames(container, stream, self._reorder)
+                    used = True
                 for frame in frames:
                     last = frame.pts
                     if frame.pts < target:
