@@ -22,6 +22,7 @@ CuPy load on first use.
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import math
 import threading
@@ -39,7 +40,7 @@ from cpu_fallback import _video as _cpu_video
 from cpu_fallback._frames import open_container
 
 from .._dispatch import Backend
-from .._errors import InvalidArgumentError
+from .._errors import BackendUnavailableError, InvalidArgumentError
 from ._cuda import load_pynvvideocodec
 from ._nvdec_pipeline import (
     NvdecUnsupported,
@@ -87,6 +88,8 @@ class NvdecBackend(Backend):
         # ``session_factory`` replaces NVDEC sessions: the test-suite passes the software stand-in
         self._session_factory = session_factory
         self._pool = SessionPool()
+        # destroy pooled decoders while CUDA is still up, not during interpreter teardown
+        atexit.register(self._pool.clear)
         self._cpu = CpuBackend()
         self._encode_note_shown = False
         self._lock = threading.Lock()
@@ -107,8 +110,9 @@ class NvdecBackend(Backend):
         nvc = load_pynvvideocodec()
         try:
             caps = decoder_caps(nvc, device.index, plan)
-        except Exception as exc:
-            raise NvdecUnsupported(f"GetDecoderCaps failed: {exc}") from exc
+        except Exception as exc:  # the driver's decoder library itself is unusable: not a per-file matter
+            raise BackendUnavailableError(f"NVDEC cannot be queried on {device} (PyNvVideoCodec's "
+                                          f"GetDecoderCaps failed): {str(exc).splitlines()[0]}") from exc
         check_caps(caps, plan)
         try:
             return self._pool.acquire(nvc, device, plan)

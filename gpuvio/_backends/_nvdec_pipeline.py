@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import math
+import os
 import threading
 import warnings
 from collections import OrderedDict, deque
@@ -172,7 +173,7 @@ def decoder_caps(nvc: Any, device_index: int, plan: StreamPlan) -> dict[str, int
 def check_caps(caps: dict[str, int], plan: StreamPlan) -> None:
     """Raise :class:`NvdecUnsupported` when this GPU's NVDEC cannot take ``plan``."""
     name = f"{plan.codec} 4:2:0 {plan.bit_depth}-bit"
-    if not caps.get("supported", 0):
+    if not caps.get("supported", 1):  # (a driver that omits the flag is taken at its word below)
         raise NvdecUnsupported(f"this GPU's NVDEC does not decode {name}")
     min_w, min_h = caps.get("width_min", 0), caps.get("height_min", 0)
     max_w, max_h = caps.get("width_max", 1 << 30), caps.get("height_max", 1 << 30)
@@ -304,7 +305,10 @@ class NvdecSession:
                                    f"(the frame size changes inside the stream?)")
         if self._use_dlpack:
             try:
-                tensor = torch.from_dlpack(frame)
+                # ask for the capsule ourselves: torch.from_dlpack(frame) would first try the
+                # DLPack 1.0 keywords, which PyNvVideoCodec rejects, on every frame. The stream is
+                # the decoder's own, so PyNvVideoCodec adds no wait.
+                tensor = torch.from_dlpack(frame.__dlpack__(stream=self.stream.cuda_stream))
             except Exception:
                 self._use_dlpack = False  # fall back to the raw pointer for the rest of the session
             else:
@@ -493,7 +497,8 @@ class SurfaceConverter:
         self.plan = plan
         self.device = device
         self._fused = None
-        if allow_fused and device.type == "cuda":
+        # GPUVIO_NVDEC_FUSED=0 forces the torch ops (to compare, or to rule the kernel out)
+        if allow_fused and device.type == "cuda" and os.environ.get("GPUVIO_NVDEC_FUSED", "1") != "0":
             self._fused = fused_kernel(device, matrix=plan.matrix, full_range=plan.full_range,
                                        bit_depth=plan.surface_bits, siting=plan.siting)
         self._staging: torch.Tensor | None = None
@@ -570,10 +575,15 @@ class FrameStore:
                 return chunk
             # a short tail of spare frames stays attached to the view; more than that is copied
             return chunk[:n] if chunk.shape[0] - n <= 4 else chunk[:n].clone()
-        whole = self._chunks[0] if len(self._chunks) == 1 else torch.cat(self._chunks)
+        # the used part of every chunk, once
+        parts, left = [], self._used
+        for chunk in self._chunks:
+            parts.append(chunk[:left])
+            left -= parts[-1].shape[0]
+        whole = parts[0] if len(parts) == 1 else torch.cat(parts)
         if slots == list(range(n)):
-            return whole[:n].clone() if len(self._chunks) == 1 else whole[:n]
-        index = torch.tensor(slots, dtype=torch.long).to(whole.device, non_blocking=True)
+            return whole if whole.shape[0] == n and len(parts) > 1 else whole[:n].clone()
+        index = torch.tensor(slots, dtype=torch.long).to(whole.device)
         return whole.index_select(0, index)
 
 
