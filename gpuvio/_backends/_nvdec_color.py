@@ -238,12 +238,11 @@ class FusedNv12Kernel:
 
     def __init__(self, module: Any, *, matrix: Matrix, full_range: bool, bit_depth: int,
                  siting: Siting) -> None:
-        import numpy as np
-
         self._nv12 = module.get_function("nv12_to_rgb24")
         self._p016 = module.get_function("p016_to_rgb24")
         self._params = kernel_params(matrix=matrix, full_range=full_range, bit_depth=bit_depth, siting=siting)
         self.key = (matrix, bool(full_range), int(bit_depth), siting)
+        self._streams: dict[int, Any] = {}  # torch stream handle -> cupy ExternalStream
 
     def __call__(self, surface: torch.Tensor, out: torch.Tensor) -> None:
         import cupy
@@ -255,8 +254,12 @@ class FusedNv12Kernel:
             raise ValueError("fused conversion needs contiguous [H*3/2, W] and [H, W, 3] tensors")
         kernel = self._nv12 if surface.element_size() == 1 else self._p016
         grid = ((width + _BLOCK[0] - 1) // _BLOCK[0], (height + _BLOCK[1] - 1) // _BLOCK[1], 1)
-        stream = torch.cuda.current_stream(surface.device)
-        with cupy.cuda.Device(surface.device.index), cupy.cuda.ExternalStream(stream.cuda_stream):
+        handle = torch.cuda.current_stream(surface.device).cuda_stream
+        stream = self._streams.get(handle)
+        if stream is None:
+            stream = self._streams[handle] = (cupy.cuda.Stream.null if handle == 0 else
+                                              cupy.cuda.ExternalStream(handle, surface.device.index))
+        with cupy.cuda.Device(surface.device.index), stream:
             kernel(grid, _BLOCK, (np.uint64(surface.data_ptr()), np.uint64(out.data_ptr()),
                                   np.int32(height), np.int32(width), *self._params))
 

@@ -42,7 +42,7 @@ from cpu_fallback._video_reader import _SEEK_BACKOFF
 
 from .._color import Matrix, Siting, chroma_siting, color_policy
 from .._errors import DecodeError
-from ._cuda import CudaBuffer, load_pynvvideocodec
+from ._cuda import CudaBuffer
 from ._nvdec_color import fused_kernel, nv12_batch_to_rgb
 
 __all__ = [
@@ -434,14 +434,12 @@ class SessionPool:
 
     def acquire(self, nvc: Any, device: torch.device, plan: StreamPlan) -> NvdecSession:
         key = (device.index, *plan.pool_key)
+        session: NvdecSession | None = None
         with self._lock:
-            for ident, (k, session) in self._idle.items():
-                if k == key:
-                    del self._idle[ident]
-                    self.reused += 1
-                    break
-            else:
-                session = None
+            ident = next((i for i, (k, _) in self._idle.items() if k == key), None)
+            if ident is not None:
+                session = self._idle.pop(ident)[1]
+                self.reused += 1
         if session is not None:
             try:
                 session.retarget(plan)
