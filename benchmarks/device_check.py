@@ -22,6 +22,7 @@ import argparse
 import ctypes
 import datetime
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -121,6 +122,8 @@ def run_tests(out_dir: Path, timeout: float, errors: list) -> dict[str, int]:
     log = out_dir / "cuda_tests.log"
     cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-rfEs", "-p", "no:cacheprovider",
            f"--junitxml={junit}", "tests"]
+    if importlib.util.find_spec("pytest_timeout") is not None:
+        cmd.insert(-1, "--timeout=90")  # one hung test must not cost the whole report
     code, output = _run(cmd, timeout)
     log.write_text(output)
     print(output[-4000:])
@@ -193,6 +196,9 @@ def main() -> int:
         "results": results, "errors": errors,
     }
     target = out_dir / "device_check.json"
+    install_errors = out_dir / "install_errors.txt"  # written by device_check.sh
+    if install_errors.exists():
+        errors.extend({"part": "install", "error": line} for line in install_errors.read_text().splitlines() if line)
 
     def save() -> None:
         record["elapsed_s"] = round(time.perf_counter() - started, 1)

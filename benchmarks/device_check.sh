@@ -2,22 +2,29 @@
 # Device check for a bare GPU machine without network: install the carried wheels, report what
 # the driver offers, run the cuda-marked tests and the GPU benchmarks, write OUTDIR/device_check.json.
 #
-#   benchmarks/device_check.sh OUTDIR [WHEELDIR] [--dry-run]
+#   benchmarks/device_check.sh OUTDIR [WHEELDIRS] [--dry-run]
 #
-# WHEELDIR (default .whl) holds the wheels the machine lacks, cp312 manylinux x86_64, fetched on a
-# machine with network access (from the repository root; add .whl/ to .git/info/exclude):
+# WHEELDIRS (default .whl) is one folder, or several separated by ':', holding the wheels the
+# machine lacks: cp312 manylinux x86_64, fetched on a machine with network access. From the
+# repository root:
 #
+#   echo /.whl-1/ >> .git/info/exclude; echo /.whl-2/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl PyNvVideoCodec==2.2.4 av==18.1.0
+#       -d .whl-1 av==18.1.0
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl nvidia-nvimgcodec-cu13
+#       -d .whl-2 PyNvVideoCodec==2.2.4 nvidia-nvimgcodec-cu13
 #
-# (about 27 + 35 + 25 MB; the machine already has torch 2.11 + CUDA 13, CuPy, Pillow, numpy, pytest.)
-# With the device tool, carry the folder: run(command="benchmarks/device_check.sh $OUT/check .whl",
-# carry=[".whl"]), or "--dry-run" to rehearse on a machine without a GPU.
-# Set GPUVIO_COMMIT to the commit being checked when the tree travels without .git.
+# That is av 36 MB, PyNvVideoCodec 27 MB, nvImageCodec 25 MB (checked 2026-11: av-18.1.0-cp311-abi3,
+# pynvvideocodec-2.2.4-cp312, nvidia_nvimgcodec_cu13-0.9.0.20-py3-none; all manylinux_2_28_x86_64).
+# Together they exceed the device tool's 64 MiB per run, so carry them in two back-to-back runs
+# (ignored folders stay on a warm machine between runs):
+#   run(command="ls .whl-1", carry=[".whl-1"])
+#   run(command="benchmarks/device_check.sh $OUT/check .whl-1:.whl-2", carry=[".whl-2"], timeout_s=420)
+# The machine already has torch 2.11 + CUDA 13, CuPy, Pillow, numpy and pytest. "--dry-run"
+# rehearses everything that runs without a GPU. Set GPUVIO_COMMIT to the commit being checked
+# when the tree travels without .git.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,13 +39,23 @@ export PYTHONUNBUFFERED=1
 START=$(date +%s)
 
 echo "== wheels from $WHEELS"
-if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+WHEEL_FILES=()
+IFS=':' read -r -a WHEEL_DIRS <<< "$WHEELS"
+for dir in "${WHEEL_DIRS[@]}"; do
+  for wheel in "$dir"/*.whl; do [ -f "$wheel" ] && WHEEL_FILES+=("$wheel"); done
+done
+if [ ${#WHEEL_FILES[@]} -gt 0 ]; then
+  printf '  %s\n' "${WHEEL_FILES[@]}"
   SITE=${GPUVIO_SITE:-/tmp/gpuvio-site}
-  if $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl; then
-    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-  else
-    echo "wheel install failed; going on with what is installed"
-  fi
+  # one at a time: a wheel that does not fit this Python must not keep the others out
+  for wheel in "${WHEEL_FILES[@]}"; do
+    if ! $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+         "$wheel" >>"$OUT/wheel_install.log" 2>&1; then
+      echo "  FAILED: $wheel (see wheel_install.log)"
+      echo "wheel install failed: $(basename "$wheel")" >>"$OUT/install_errors.txt"
+    fi
+  done
+  export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 else
   echo "no wheels in $WHEELS; using what is installed"
 fi
@@ -48,6 +65,7 @@ echo "== gpuvio from this checkout"
 if [ -z "$DRY" ] && [ -z "${GPUVIO_NO_INSTALL:-}" ]; then
   if ! $PY -m pip install -q --no-deps --no-build-isolation --no-index -e . >"$OUT/pip_install_gpuvio.log" 2>&1; then
     echo "editable install failed (see pip_install_gpuvio.log); using PYTHONPATH"
+    echo "pip install -e . failed (PYTHONPATH used instead)" >>"$OUT/install_errors.txt"
   fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
