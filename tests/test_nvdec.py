@@ -223,7 +223,7 @@ static inline int max(int a, int b) { return a > b ? a : b; }
 @KERNEL@
 static float bits_to_float(const char* s) { unsigned u = (unsigned)strtoul(s, 0, 10); float f; memcpy(&f, &u, 4); return f; }
 int main(int argc, char** argv) {
-    int bits = atoi(argv[3]), h = atoi(argv[4]), w = atoi(argv[5]);
+    int bits = atoi(argv[3]), h = atoi(argv[4]), w = atoi(argv[5]), planar = atoi(argv[16]);
     float p[10];
     for (int i = 0; i < 10; ++i) p[i] = bits_to_float(argv[6 + i]);
     int full = atoi(argv[7]), vc = atoi(argv[8]), hc = atoi(argv[9]);
@@ -234,8 +234,8 @@ int main(int argc, char** argv) {
     fclose(f);
     for (int y = 0; y < h; ++y) for (int x = 0; x < w; ++x) {  // one "thread" per pixel
         blockIdx.x = x; blockIdx.y = y;
-        if (bits == 8) nv12_to_rgb24((unsigned long long)src.data(), (unsigned long long)dst.data(), h, w, p[0], full, vc, hc, p[4], p[5], p[6], p[7], p[8], p[9]);
-        else p016_to_rgb24((unsigned long long)src.data(), (unsigned long long)dst.data(), h, w, p[0], full, vc, hc, p[4], p[5], p[6], p[7], p[8], p[9]);
+        if (bits == 8) nv12_to_rgb24((unsigned long long)src.data(), (unsigned long long)dst.data(), h, w, planar, p[0], full, vc, hc, p[4], p[5], p[6], p[7], p[8], p[9]);
+        else p016_to_rgb24((unsigned long long)src.data(), (unsigned long long)dst.data(), h, w, planar, p[0], full, vc, hc, p[4], p[5], p[6], p[7], p[8], p[9]);
     }
     f = fopen(argv[2], "wb");
     fwrite(dst.data(), 1, dst.size(), f);
@@ -268,14 +268,16 @@ def test_fused_kernel_source_is_bit_identical_to_the_torch_ops(tmp_path):
         (tmp_path / "in").write_bytes(raw)
         params = kernel_params(matrix=matrix, full_range=full, bit_depth=bits, siting=siting)
         args = [str(int(np.asarray(v).view(np.uint32))) if v.dtype == np.float32 else str(int(v)) for v in params]
-        run = subprocess.run([str(binary), str(tmp_path / "in"), str(tmp_path / "out"), str(bits), str(height),
-                              str(width), *args], capture_output=True)
-        assert run.returncode == 0, run.stderr
-        got = np.frombuffer((tmp_path / "out").read_bytes(), dtype=np.uint8).reshape(height, width, 3)
         source_values = values.to(torch.uint8) if bits == 8 else values
         expected = nv12_batch_to_rgb(source_values[None], matrix=matrix, full_range=full, bit_depth=bits,
                                      siting=siting)[0].numpy()
-        assert np.array_equal(got, expected), (height, width, matrix, full, siting, bits)
+        for planar in (0, 1):
+            run = subprocess.run([str(binary), str(tmp_path / "in"), str(tmp_path / "out"), str(bits), str(height),
+                                  str(width), *args, str(planar)], capture_output=True)
+            assert run.returncode == 0, run.stderr
+            got = np.frombuffer((tmp_path / "out").read_bytes(), dtype=np.uint8)
+            got = got.reshape(3, height, width).transpose(1, 2, 0) if planar else got.reshape(height, width, 3)
+            assert np.array_equal(got, expected), (height, width, matrix, full, siting, bits, planar)
 
 
 @pytest.mark.parametrize("codec", ["h264", "hevc", "vp9"])

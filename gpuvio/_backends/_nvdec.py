@@ -262,8 +262,7 @@ def _read_audio(container: Any, start_pts: Any, end_pts: Any, pts_unit: str, inf
 class NvdecVideoSource(PyAVVideoSource):
     """``VideoReader``'s engine on NVDEC: the CPU source's index and metadata, GPU frames.
 
-    Video frames are ``Tensor[C, H, W]`` uint8 on the CUDA device (a channels-first view of an
-    ``[H, W, C]`` frame). Positioning (``seek``, rewinding, the back-off when a seek lands after
+    Video frames are contiguous ``Tensor[C, H, W]`` uint8 on the CUDA device. Positioning (``seek``, rewinding, the back-off when a seek lands after
     its target) and random access follow the CPU reader step by step, on decoder surfaces.
     Audio streams, and video streams NVDEC cannot decode, are served by the CPU code (frames
     uploaded): then :attr:`backend_name` is ``"cpu"`` and, for video, :attr:`fallback_reason`
@@ -408,7 +407,7 @@ class NvdecVideoSource(PyAVVideoSource):
             return super().next()
         frame, seconds = self._ready.popleft()
         self._position = ("after", seconds, False)
-        return frame.permute(2, 0, 1), seconds
+        return frame, seconds
 
     def _fill(self) -> None:
         """Convert the next frames the decoder has ready (at least one); StopIteration at the end."""
@@ -422,8 +421,8 @@ class NvdecVideoSource(PyAVVideoSource):
                     if self._skip_before is not None and seconds < self._skip_before:
                         continue
                     self._skip_before = None
-                    out = scope.alloc((plan.height, plan.width, 3))
-                    self._converter_gpu.put(frame.surface, out)
+                    out = scope.alloc((3, plan.height, plan.width))  # contiguous CHW, as on the CPU
+                    self._converter_gpu.put(frame.surface, out.permute(1, 2, 0))
                     self._ready.append((out, seconds))
             except StopIteration:
                 if not self._ready:
@@ -454,10 +453,10 @@ class NvdecVideoSource(PyAVVideoSource):
         order = [slot_of[index.pts[p]] for p in positions]
         if order != list(range(len(wanted))):
             frames = frames[torch.tensor(order, dtype=torch.long).to(frames.device)]
-        return frames.permute(0, 3, 1, 2), [index.seconds[p] for p in positions]
+        return frames, [index.seconds[p] for p in positions]
 
     def _decode_wanted(self, wanted: list[int], keyframes: list[int]) -> torch.Tensor:
-        """``Tensor[len(wanted), H, W, 3]``: the frames with these pts, on a second container and
+        """``Tensor[len(wanted), 3, H, W]``: the frames with these pts, on a second container and
         decoder session (the sequential position is left untouched, as on the CPU)."""
         assert self._plan is not None
         plan = self._plan
@@ -471,10 +470,10 @@ class NvdecVideoSource(PyAVVideoSource):
 
         try:
             with StreamScope(session) as scope:
-                out = scope.alloc((len(wanted), plan.height, plan.width, 3))
+                out = scope.alloc((len(wanted), 3, plan.height, plan.width))
                 converter = SurfaceConverter(plan, session.device)
                 decode_pts(containers[0], containers[0].streams[self._stream.index], session, wanted,
-                           keyframes, list(out), converter=converter, reopen=reopen)
+                           keyframes, [o.permute(1, 2, 0) for o in out], converter=converter, reopen=reopen)
         except BaseException:
             self._backend.release(session, healthy=False)
             raise

@@ -168,9 +168,9 @@ __device__ __forceinline__ float chroma(const T* uv, int width, int hc, int wc, 
 
 template <typename T>
 __device__ __forceinline__ void convert(
-        unsigned long long src_ptr, unsigned long long dst_ptr, int height, int width, float inv_scale,
-        int full, int v_cosited, int h_cosited, float ky, float kc, float r_v, float g_u, float g_v,
-        float b_u) {
+        unsigned long long src_ptr, unsigned long long dst_ptr, int height, int width, int planar,
+        float inv_scale, int full, int v_cosited, int h_cosited, float ky, float kc, float r_v, float g_u,
+        float g_v, float b_u) {
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= width || y >= height) return;
@@ -192,18 +192,20 @@ __device__ __forceinline__ void convert(
     const float r = __fadd_rn(yf, __fmul_rn(r_v, vf));
     const float g = __fsub_rn(__fsub_rn(yf, __fmul_rn(g_u, uf)), __fmul_rn(g_v, vf));
     const float b = __fadd_rn(yf, __fmul_rn(b_u, uf));
-    unsigned char* dst = (unsigned char*)dst_ptr + ((long long)y * width + x) * 3;
+    // planar: [3, H, W] (channels first); else interleaved [H, W, 3]
+    const long long step = planar ? (long long)height * width : 1;
+    unsigned char* dst = (unsigned char*)dst_ptr + ((long long)y * width + x) * (planar ? 1 : 3);
     dst[0] = (unsigned char)fminf(fmaxf(floorf(__fadd_rn(r, 0.5f)), 0.0f), 255.0f);
-    dst[1] = (unsigned char)fminf(fmaxf(floorf(__fadd_rn(g, 0.5f)), 0.0f), 255.0f);
-    dst[2] = (unsigned char)fminf(fmaxf(floorf(__fadd_rn(b, 0.5f)), 0.0f), 255.0f);
+    dst[step] = (unsigned char)fminf(fmaxf(floorf(__fadd_rn(g, 0.5f)), 0.0f), 255.0f);
+    dst[2 * step] = (unsigned char)fminf(fmaxf(floorf(__fadd_rn(b, 0.5f)), 0.0f), 255.0f);
 }
 
 #define ENTRY(name, T)                                                                               \
 extern "C" __global__ void name(                                                                     \
-        unsigned long long src, unsigned long long dst, int height, int width, float inv_scale,      \
-        int full, int v_cosited, int h_cosited, float ky, float kc, float r_v, float g_u, float g_v, \
-        float b_u) {                                                                                 \
-    convert<T>(src, dst, height, width, inv_scale, full, v_cosited, h_cosited, ky, kc, r_v, g_u, g_v, b_u); \
+        unsigned long long src, unsigned long long dst, int height, int width, int planar,           \
+        float inv_scale, int full, int v_cosited, int h_cosited, float ky, float kc, float r_v,      \
+        float g_u, float g_v, float b_u) {                                                           \
+    convert<T>(src, dst, height, width, planar, inv_scale, full, v_cosited, h_cosited, ky, kc, r_v, g_u, g_v, b_u); \
 }
 
 ENTRY(nv12_to_rgb24, unsigned char)
@@ -214,7 +216,7 @@ _BLOCK = (32, 8, 1)
 
 
 def kernel_params(*, matrix: Matrix, full_range: bool, bit_depth: int, siting: Siting) -> tuple[Any, ...]:
-    """The fused kernel's arguments after ``(src, dst, height, width)``, as numpy scalars.
+    """The fused kernel's arguments after ``(src, dst, height, width, planar)``, as numpy scalars.
 
     The torch ops multiply float32 tensors by Python floats, i.e. by those floats rounded to
     float32: the kernel gets exactly these float32 values.
@@ -232,8 +234,9 @@ class FusedNv12Kernel:
     """The fused NV12/P016 -> RGB24 kernel for one colour setting (CuPy ``RawKernel``).
 
     Call :meth:`__call__` with a contiguous surface ``Tensor[H * 3 // 2, W]`` (uint8 NV12, or the
-    16-bit P016 samples as int16/uint16) and a contiguous ``Tensor[H, W, 3]`` uint8 destination on
-    the same CUDA device; the kernel runs on torch's current stream of that device.
+    16-bit P016 samples as int16/uint16) and a ``Tensor[H, W, 3]`` uint8 destination on the same
+    CUDA device that is contiguous, or the channels-last view of a contiguous ``[3, H, W]``; the
+    kernel runs on torch's current stream of that device.
     """
 
     def __init__(self, module: Any, *, matrix: Matrix, full_range: bool, bit_depth: int,
@@ -250,8 +253,10 @@ class FusedNv12Kernel:
 
         rows, width = surface.shape
         height = rows * 2 // 3
-        if not (surface.is_contiguous() and out.is_contiguous() and out.shape == (height, width, 3)):
-            raise ValueError("fused conversion needs contiguous [H*3/2, W] and [H, W, 3] tensors")
+        planar = not out.is_contiguous() and out.permute(2, 0, 1).is_contiguous()
+        if not (surface.is_contiguous() and out.shape == (height, width, 3) and (planar or out.is_contiguous())):
+            raise ValueError("fused conversion needs a contiguous [H*3/2, W] surface and an [H, W, 3] "
+                             "destination stored as [H, W, 3] or [3, H, W]")
         kernel = self._nv12 if surface.element_size() == 1 else self._p016
         grid = ((width + _BLOCK[0] - 1) // _BLOCK[0], (height + _BLOCK[1] - 1) // _BLOCK[1], 1)
         handle = torch.cuda.current_stream(surface.device).cuda_stream
@@ -261,7 +266,7 @@ class FusedNv12Kernel:
                                               cupy.cuda.ExternalStream(handle, surface.device.index))
         with cupy.cuda.Device(surface.device.index), stream:
             kernel(grid, _BLOCK, (np.uint64(surface.data_ptr()), np.uint64(out.data_ptr()),
-                                  np.int32(height), np.int32(width), *self._params))
+                                  np.int32(height), np.int32(width), np.int32(planar), *self._params))
 
 
 _fused_lock = threading.Lock()
@@ -284,13 +289,14 @@ def _self_check(kernel: FusedNv12Kernel, device: torch.device, bit_depth: int) -
             # the same 16-bit patterns as the decoder's P016 buffer holds them (read back as unsigned)
             cpu = torch.where(reference_input > 32767, reference_input - 65536, reference_input).to(torch.int16)
         surface = cpu.to(device)
-        out = torch.empty((height, width, 3), dtype=torch.uint8, device=device)
-        kernel(surface, out)
         expected = nv12_batch_to_rgb(reference_input.to(device)[None], matrix=kernel.key[0],
                                      full_range=kernel.key[1], bit_depth=bit_depth, siting=kernel.key[3])[0]
-        if not torch.equal(out, expected):
-            diff = (out.int() - expected.int()).abs().max().item()
-            return f"fused kernel differs from the torch ops by up to {diff} at {width}x{height}"
+        for out in (torch.empty((height, width, 3), dtype=torch.uint8, device=device),
+                    torch.empty((3, height, width), dtype=torch.uint8, device=device).permute(1, 2, 0)):
+            kernel(surface, out)
+            if not torch.equal(out, expected):
+                diff = (out.int() - expected.int()).abs().max().item()
+                return f"fused kernel differs from the torch ops by up to {diff} at {width}x{height}"
     return None
 
 
