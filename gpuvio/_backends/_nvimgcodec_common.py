@@ -133,24 +133,14 @@ def screen_jpeg(data: memoryview, header: JpegHeader | None) -> str | None:
 def plan_requests(header: JpegHeader, mode: ImageReadMode) -> Request:
     """What to ask the GPU decoder for, given the file's components and the requested mode.
 
-    ``GRAY`` of a colour JPEG is libjpeg's own luma plane (the decoder's Y output), as the CPU
-    backend returns it; ``GRAY_ALPHA`` of a colour JPEG is Pillow's RGB -> L conversion, so it is
-    decoded as RGB and converted by :func:`finish_mode`.
+    ``GRAY`` and the gray of ``GRAY_ALPHA`` of a colour JPEG are libjpeg's own luma plane (the
+    decoder's Y output), as the CPU backend returns them.
     """
-    if mode is ImageReadMode.GRAY:
+    if mode in (ImageReadMode.GRAY, ImageReadMode.GRAY_ALPHA):
         return "gray"
-    if header.components == 1 and mode in (ImageReadMode.UNCHANGED, ImageReadMode.GRAY_ALPHA):
+    if mode is ImageReadMode.UNCHANGED and header.components == 1:
         return "gray"
     return "rgb"
-
-
-def _pillow_luma(hwc: torch.Tensor) -> torch.Tensor:
-    """``Tensor[H, W, 1]`` of Pillow's RGB -> L conversion (ITU-R 601-2 weights, 16-bit fixed point)."""
-    import torch
-
-    rgb = hwc.to(dtype=torch.int32)
-    luma = (rgb[:, :, 0] * 19595 + rgb[:, :, 1] * 38470 + rgb[:, :, 2] * 7471 + 0x8000) >> 16
-    return luma.to(hwc.dtype)[:, :, None]
 
 
 def finish_mode(hwc: torch.Tensor, mode: ImageReadMode) -> torch.Tensor:
@@ -160,8 +150,6 @@ def finish_mode(hwc: torch.Tensor, mode: ImageReadMode) -> torch.Tensor:
     """
     import torch
 
-    if mode is ImageReadMode.GRAY_ALPHA and hwc.shape[2] == 3:
-        hwc = _pillow_luma(hwc)
     if mode in (ImageReadMode.GRAY_ALPHA, ImageReadMode.RGB_ALPHA):
         height, width, channels = hwc.shape
         out = torch.empty((height, width, channels + 1), dtype=hwc.dtype, device=hwc.device)
