@@ -298,6 +298,30 @@ def test_nv12_planes_from_pyav_convert_like_the_cpu_backend(clips, codec):
     assert worst <= 1 and mean <= 0.05, (worst, mean)  # swscale's fixed point vs the float policy
 
 
+def test_p016_planes_convert_like_the_cpu_backend(tmp_path):
+    """10-bit: NVDEC gives P016 (samples << 6, chroma interleaved); built here from PyAV's planes."""
+    import av
+
+    from gpuvio._samples import make_sample_video
+
+    path = make_sample_video(tmp_path / "hevc10.mp4", width=160, height=96, seconds=0.5, codec="libx265",
+                             pix_fmt="yuv420p10le", audio=False)
+    expected = gpuvio.read_video(path)[0]
+    frames = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        plan = plan_stream(stream)
+        assert (plan.bit_depth, plan.surface_bits) == (10, 16)
+        for frame in container.decode(stream):
+            y, u, v = (torch.from_numpy(np.frombuffer(p, dtype="<u2").reshape(p.height, p.line_size // 2)
+                                        [:, :p.width].astype(np.int32)) for p in frame.planes)
+            p016 = torch.cat([y, torch.stack([u, v], dim=-1).reshape(u.shape[0], -1)]) << 6
+            frames.append(nv12_to_rgb(p016, matrix=plan.matrix, full_range=plan.full_range, bit_depth=16,
+                                      siting=plan.siting))
+    worst, mean = _diff(torch.stack(frames), expected)
+    assert worst <= 1 and mean <= 0.05, (worst, mean)
+
+
 # ------------------------------------------------------------------------- host-side planning
 def test_plan_accepts_what_nvdec_decodes_like_ffmpeg(clips):
     import av
@@ -390,7 +414,9 @@ def test_pipeline_reader_matches_the_cpu_reader(software, clips, key):
     try:
         assert gpu.backend_name == "nvdec" and gpu.fallback_reason is None
         assert len(gpu) == len(cpu) and gpu.metadata() == cpu.metadata()
-        _assert_same_frames(_take(gpu, 4), _take(cpu, 4))
+        first, ref_first = _take(gpu, 4), _take(cpu, 4)
+        _assert_same_frames(first, ref_first)
+        assert first[0][0].is_contiguous() and first[0][0].shape == ref_first[0][0].shape
         index = cpu.frame_index()
         for time_s in (0.5, 0.51, 0.0, index.seconds[-1], index.seconds[len(index) // 2], 50.0):
             gpu.seek(time_s)
