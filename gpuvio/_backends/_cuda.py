@@ -41,17 +41,27 @@ def driver_library_reason(name: str) -> str | None:
     return None
 
 
+_nvcuvid_found: list[bool] = []
+
+
 def nvdec_probe() -> str | None:
     """A cheap probe for the registry: None when the NVDEC backend can run here, else why not.
 
-    Checks, without creating a CUDA context: PyNvVideoCodec and PyAV are installed, torch sees a
-    CUDA device, and the driver's ``libnvcuvid`` loads.
+    Checks that PyNvVideoCodec and PyAV are installed, that torch sees a CUDA device, and that
+    the dynamic loader knows the driver's ``libnvcuvid`` (looked up, not loaded: no CUDA library
+    enters the process and no CUDA context is created).
     """
+    import ctypes.util
+
     from .._dispatch import cuda_unavailable_reason, module_missing
 
     reason = module_missing("PyNvVideoCodec", "av") or cuda_unavailable_reason()
     if reason is None and sys.platform.startswith("linux"):
-        reason = driver_library_reason("libnvcuvid.so.1")
+        if not _nvcuvid_found:
+            _nvcuvid_found.append(ctypes.util.find_library("nvcuvid") is not None)
+        if not _nvcuvid_found[0]:
+            reason = ("the NVIDIA driver's video decoding library libnvcuvid is not installed (in a "
+                      "container, set NVIDIA_DRIVER_CAPABILITIES to include 'video')")
     return reason
 
 
