@@ -12,6 +12,8 @@
   hardware engine), and ``image_parity_mean_abs_diff_gpu_only`` for it.
 * ``image_parity_mean_abs_diff``: the largest per-image mean |GPU - CPU backend| over the 256
   images and the shared JPEGs (0..255 scale; the target is < 1).
+* ``nvimgcodec_decoded_on_gpu``: 1 when nvImageCodec returned device buffers (nvJPEG was found),
+  0 when it fell back to its CPU codecs (then the "cuda" numbers are not GPU decoding).
 * ``encode_jpeg_cuda_batch_imgs_per_s``: ``gpuvio.encode_jpeg(list_of_256_cuda_tensors, 75)``.
 * ``decode_jpeg_cpu_backend_all_cores_imgs_per_s`` / ``encode_jpeg_cpu_backend_all_cores_imgs_per_s``:
   the CPU backend (Pillow) on every core of the same machine, for comparison.
@@ -203,6 +205,12 @@ def run(results: list[dict[str, Any]], *, cpu_only: bool = False, images: int = 
     raw = lambda: decoder.decode(streams, params=params, cuda_stream=backend._stream(device))  # noqa: E731
     seconds = _time(raw, repeats=repeats, warmup=1, sync=sync)
     record(f"decode_jpeg_{tag}_batch_nvimgcodec_raw_imgs_per_s", len(jpegs) / seconds, "img/s")
+    if not cpu_only:
+        # 1 when nvImageCodec's decoders wrote device buffers (nvJPEG found), 0 when it fell back
+        # to its CPU codecs (e.g. the nvjpeg wheel or library is missing): the numbers mean little then
+        on_gpu = all(image is not None and image.buffer_kind == nv.ImageBufferKind.STRIDED_DEVICE
+                     for image in raw())
+        record("nvimgcodec_decoded_on_gpu", 1.0 if on_gpu else 0.0, "bool")
 
     if not cpu_only:
         gpu_only = NvImgCodecBackend(backend_kinds=["gpu"])
