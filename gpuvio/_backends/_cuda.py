@@ -42,6 +42,14 @@ def driver_library_reason(name: str) -> str | None:
 
 
 _nvcuvid_found: list[bool] = []
+# where drivers put their libraries when ldconfig does not list them (containers, WSL)
+_DRIVER_DIRS = ("/usr/local/nvidia/lib64", "/usr/local/nvidia/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64",
+                "/usr/lib/aarch64-linux-gnu", "/usr/lib/wsl/lib")
+
+
+def _on_library_path(stem: str) -> bool:
+    folders = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d] + list(_DRIVER_DIRS)
+    return any(glob.glob(os.path.join(folder, stem + "*")) for folder in folders)
 
 
 def nvdec_probe() -> str | None:
@@ -58,7 +66,7 @@ def nvdec_probe() -> str | None:
     reason = module_missing("PyNvVideoCodec", "av") or cuda_unavailable_reason()
     if reason is None and sys.platform.startswith("linux"):
         if not _nvcuvid_found:
-            _nvcuvid_found.append(ctypes.util.find_library("nvcuvid") is not None)
+            _nvcuvid_found.append(ctypes.util.find_library("nvcuvid") is not None or _on_library_path("libnvcuvid.so"))
         if not _nvcuvid_found[0]:
             reason = ("the NVIDIA driver's video decoding library libnvcuvid is not installed (in a "
                       "container, set NVIDIA_DRIVER_CAPABILITIES to include 'video')")
