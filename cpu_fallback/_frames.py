@@ -21,6 +21,7 @@ import torch
 
 __all__ = [
     "FrameStack",
+    "Layout",
     "RgbConverter",
     "audio_to_float",
     "conversion_pool",
@@ -44,12 +45,16 @@ os.register_at_fork(after_in_child=_reset_pool_after_fork)
 
 
 def conversion_workers() -> int:
-    """How many threads convert frames: one per core, at most 4 (swscale releases the GIL)."""
+    """How many pool threads convert frames: one per core but the decoder's, 1 to 4.
+
+    swscale releases the GIL, so they run in parallel with the decoding thread, which also
+    converts frames itself when these are all busy (see ``cpu_fallback._video._Conversions``).
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+    return max(1, min(4, cores - 1))
 
 
 def conversion_pool() -> ThreadPoolExecutor:

@@ -28,7 +28,8 @@ import torch
 from gpuvio._errors import InvalidArgumentError
 from gpuvio._source import atomic_output
 
-from ._frames import FrameStack, RgbConverter, audio_to_float, conversion_pool, conversion_workers, open_container
+from ._frames import (FrameStack, Layout, RgbConverter, audio_to_float, conversion_pool, conversion_workers,
+                      open_container)
 
 __all__ = ["read_video", "read_video_timestamps", "should_buffer", "stream_index", "to_stream_units",
            "video_pts", "write_video"]
@@ -147,69 +148,112 @@ def _capacity_hint(stream: Any, start: Any, end: Any) -> int:
     return total + 2 if total else (span or 64)
 
 
-def _read_video_stream(container: Any, stream: Any, start: Any, end: Any) -> torch.Tensor:
-    """The selected frames of ``stream`` as ``Tensor[T, H, W, 3] uint8``, converted as they come."""
-    converter = RgbConverter(stream.codec_context.name)
-    pool = conversion_pool()
-    reserve_front = start > 0  # slot 0 waits for the frame before start, if it turns out needed
-    slots: dict[int, int] = {}
-    writes: dict[int, Future] = {}
-    inflight: deque[Future] = deque()
-    limit = 2 * conversion_workers() + 2  # bounds the decoded frames held in memory
-    state: dict[str, Any] = {"stack": None, "next": 1 if reserve_front else 0}
+class _Conversions:
+    """Converts kept frames into their slots of a :class:`FrameStack`, beside the decoder.
 
-    def drain() -> None:
-        while inflight:
-            inflight.popleft().result()
+    Frames go to the pool's threads while they have room. When all are busy, the decoding thread
+    converts the next frame itself rather than queueing it: with one thread per core, decoding
+    is never starved of CPU by the converters (a decoder thread sharing cores with as many
+    converters as cores loses a third of its time) and no core waits.
+    """
 
-    def submit(slot: int, frame: Any) -> None:
-        stack = state["stack"]
-        stack.reserve(slot + 1, drain)
-        previous = writes.get(slot)
+    def __init__(self, converter: RgbConverter, layout: Layout) -> None:
+        self._converter = converter
+        self._layout = layout
+        self._pool = conversion_pool()
+        self._workers = conversion_workers()
+        self._pending: deque[list[Any]] = deque()  # [slot, frame], not handed out yet
+        self._running: list[Future] = []
+        self._writes: dict[int, Future] = {}
+        self.stack: FrameStack | None = None
+
+    def put(self, slot: int, frame: Any, capacity: int) -> None:
+        if self.stack is None:
+            self.stack = FrameStack(frame.height, frame.width, capacity, self._layout)
+        self.stack.reserve(slot + 1, self.finish)
+        for item in self._pending:
+            if item[0] == slot:  # a repeated pts not converted yet: the later frame wins
+                item[1] = frame
+                return
+        previous = self._writes.pop(slot, None)
         if previous is not None:
-            previous.result()  # a repeated pts: let the earlier write finish before overwriting
-        future = pool.submit(converter.convert_into, frame, stack.slot(slot))
-        writes[slot] = future
-        inflight.append(future)
-        while len(inflight) > limit:
-            inflight.popleft().result()
+            previous.result()  # a repeated pts already converting: let it finish first
+        self._pending.append([slot, frame])
+        self._pump()
+
+    def _pump(self) -> None:
+        still = []
+        for future in self._running:
+            if future.done():
+                future.result()  # a conversion error surfaces here
+            else:
+                still.append(future)
+        self._running = still
+        # each pool thread gets a frame to work on and two waiting, so that it never idles
+        # while the decoding thread is busy converting
+        while self._pending and len(self._running) < 3 * self._workers:
+            slot, frame = self._pending.popleft()
+            future = self._pool.submit(self._converter.convert_into, frame, self.stack.slot(slot),  # type: ignore[union-attr]
+                                       self._layout)
+            self._running.append(future)
+            self._writes[slot] = future
+        while self._pending:
+            slot, frame = self._pending.popleft()
+            self._converter.convert_into(frame, self.stack.slot(slot), self._layout)  # type: ignore[union-attr]
+
+    def finish(self) -> None:
+        """Wait until every frame put so far is in the stack."""
+        self._pump()
+        for future in self._running:
+            future.result()
+        self._running = []
+
+    def abort(self) -> None:
+        """Stop converting: cancel what has not started, wait for what has (it writes our memory)."""
+        self._pending.clear()
+        for future in self._running:
+            future.cancel()
+        for future in self._running:
+            if not future.cancelled():
+                future.exception()
+        self._running = []
+
+
+def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout: Layout) -> torch.Tensor:
+    """The selected frames of ``stream`` as ``Tensor[T, H, W, 3]`` (or ``[T, 3, H, W]``) uint8,
+    converted as they come."""
+    conversions = _Conversions(RgbConverter(stream.codec_context.name), layout)
+    reserve_front = start > 0  # slot 0 waits for the frame before start, if it turns out needed
+    capacity = _capacity_hint(stream, start, end) + int(reserve_front)
+    slots: dict[int, int] = {}
 
     def keep(pts: int, frame: Any) -> None:
         slot = slots.get(pts)
         if slot is None:
-            slot = slots[pts] = state["next"]
-            state["next"] += 1
-        if state["stack"] is None:
-            state["stack"] = FrameStack(frame.height, frame.width,
-                                        _capacity_hint(stream, start, end) + int(reserve_front))
-        submit(slot, frame)
+            slot = slots[pts] = len(slots) + int(reserve_front)
+        conversions.put(slot, frame, capacity)
 
     selection = _Selection(start, end, should_buffer(stream), keep)
     try:
         if not _decode_range(container, stream, selection):
-            return _empty_video()
-        use_before = selection.needs_before()
-        if use_before:
+            return _empty_video(layout)
+        if selection.needs_before():
             pts, frame = selection.before  # type: ignore[misc]
-            if state["stack"] is None:
-                state["stack"] = FrameStack(frame.height, frame.width, 2)
             slots[pts] = 0
-            submit(0, frame)
-        drain()
+            conversions.put(0, frame, 2)
+        conversions.finish()
     except BaseException:
-        for future in list(inflight):
-            future.cancel()
-        for future in list(inflight):
-            if not future.cancelled():
-                future.exception()  # let running writes finish before the buffer is dropped
+        conversions.abort()
         raise
     if not slots:
-        return _empty_video()
+        return _empty_video(layout)
     order = [slots[p] for p in sorted(slots)]
     first = order[0]
+    stack = conversions.stack
+    assert stack is not None
     if order == list(range(first, first + len(order))):
-        return state["stack"].result(first, first + len(order))
-    return state["stack"].result(0, 0, order=order)
+        return stack.result(first, first + len(order))
+    return stack.result(0, 0, order=order)
 
 
 def _read_audio_stream(container: Any, stream: Any, start: Any, end: Any) -> np.ndarray | None:
@@ -242,13 +286,17 @@ def _align_audio(aframes: np.ndarray, first_pts: int, last_pts: int, start: Any,
     return aframes[:, s_idx:e_idx]
 
 
-def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str
+def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str, layout: Layout = "HWC"
                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """See :func:`gpuvio.read_video`; ``end_pts`` is ``inf`` for 'to the end'."""
+    """See :func:`gpuvio.read_video`; ``end_pts`` is ``inf`` for 'to the end'.
+
+    ``layout="CHW"`` gives ``Tensor[T, 3, H, W]``, contiguous, written that way directly: it
+    skips interleaving the colour planes, about 15% of the CPU time of a 720p read.
+    """
     import av
 
     info: dict[str, Any] = {}
-    video = _empty_video()
+    video = _empty_video(layout)
     audio: np.ndarray | None = None
     try:
         container = open_container(source)
@@ -264,7 +312,7 @@ def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str
             if pts_unit == "sec":
                 start = to_stream_units(start_pts, vstream, ceil=False)
                 end = to_stream_units(end_pts, vstream, ceil=True)
-            video = _read_video_stream(container, vstream, start, end)
+            video = _read_video_stream(container, vstream, start, end, layout)
             if vstream.average_rate is not None:
                 info["video_fps"] = float(vstream.average_rate)
         if container.streams.audio:
@@ -279,8 +327,9 @@ def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str
     return video, aframes, info
 
 
-def _empty_video() -> torch.Tensor:
-    return torch.empty((0, 1, 1, 3), dtype=torch.uint8)
+def _empty_video(layout: Layout = "HWC") -> torch.Tensor:
+    # torchvision's empty result, permuted like the frames would be
+    return torch.empty((0, 3, 1, 1) if layout == "CHW" else (0, 1, 1, 3), dtype=torch.uint8)
 
 
 def _empty_audio() -> torch.Tensor:

@@ -273,6 +273,21 @@ def test_output_format_tchw(generated: dict[str, Path]) -> None:
         gpuvio.read_video(str(generated["h264"]), output_format="HWC")
 
 
+def test_planar_layout_of_the_cpu_backend(generated: dict[str, Path]) -> None:
+    # the CPU backend can write TCHW directly (contiguous, no interleaving); the front-end uses
+    # it when the backend's read_video takes output_format
+    from cpu_fallback import _video
+
+    path = str(generated["h264"])
+    thwc, audio, info = _video.read_video(path, 0.5, 1.0, "sec")
+    tchw, audio2, info2 = _video.read_video(path, 0.5, 1.0, "sec", layout="CHW")
+    assert tchw.is_contiguous() and torch.equal(tchw, thwc.permute(0, 3, 1, 2))
+    assert torch.equal(audio, audio2) and info == info2
+    empty, _, _ = _video.read_video(path, 100.0, 200.0, "sec", layout="CHW")
+    assert empty.shape == (1, 3, 240, 320)  # past the end: the last frame, as torchvision does
+    assert _video._empty_video("CHW").shape == (0, 3, 1, 1)
+
+
 def test_bytes_and_tensor_sources(generated: dict[str, Path]) -> None:
     path = generated["h264"]
     expected = gpuvio.read_video(str(path), 0.2, 0.6, pts_unit="sec")
