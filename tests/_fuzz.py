@@ -57,7 +57,9 @@ def image_calls(data):
     return [("decode_image", lambda: gpuvio.decode_image(data)),
             ("decode_image_rgb", lambda: gpuvio.decode_image(data, mode="RGB", apply_exif_orientation=True))]
 
-for line in sys.stdin:
+# the case list comes as a file, not through stdin: a full stdin pipe and a full stdout pipe
+# would otherwise block the parent and the worker on each other
+for line in open(sys.argv[1]):
     index, kind, path = line.rstrip("\n").split("\t")
     data = open(path, "rb").read()
     print(json.dumps({"start": int(index)}), flush=True)
@@ -124,13 +126,11 @@ def run_cases(cases: list[tuple[str, bytes]], workdir: Path, *, timeout: float =
                PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
     while next_case < len(paths):
         stderr = open(workdir / "worker.stderr", "w+")
-        worker = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
+        listing = workdir / "cases.txt"
+        listing.write_text("".join(f"{i}\t{paths[i][0]}\t{paths[i][1]}\n" for i in range(next_case, len(paths))))
+        worker = subprocess.Popen([sys.executable, "-c", _WORKER, str(listing)], stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-        assert worker.stdin and worker.stdout
-        for i in range(next_case, len(paths)):
-            kind, path = paths[i]
-            worker.stdin.write(f"{i}\t{kind}\t{path}\n")
-        worker.stdin.close()
+        assert worker.stdout
         current = None
         progressed = False
         selector = selectors.DefaultSelector()
