@@ -138,13 +138,26 @@ class VideoReader:
     @staticmethod
     def _as_list(values: Any, name: str, kind: type) -> list[Any]:
         if isinstance(values, torch.Tensor):
-            values = values.tolist()
-        if isinstance(values, (int, float)):
+            if kind is int and values.is_floating_point():
+                raise InvalidInputTypeError(f"{name} must be integers, got a {values.dtype} tensor")
+            values = values.flatten().tolist()
+        if isinstance(values, (int, float)) and not isinstance(values, bool):
             values = [values]
         try:
-            return [kind(v) for v in values]
-        except (TypeError, ValueError):
+            items = list(values)
+        except TypeError:
             raise InvalidInputTypeError(f"{name} must be a sequence of numbers, got {values!r}") from None
+        out = []
+        for v in items:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__index__"):
+                raise InvalidInputTypeError(f"{name} must be a sequence of numbers, got {v!r} in it")
+            if kind is int:
+                if isinstance(v, float) and not v.is_integer():
+                    raise InvalidInputTypeError(f"{name} must be integers (frame positions), got {v!r}")
+                out.append(int(v))
+            else:
+                out.append(float(v))
+        return out
 
     def close(self) -> None:
         """Release the file and decoder."""

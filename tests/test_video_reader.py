@@ -249,8 +249,12 @@ def test_get_frames_at(parts: tuple[str, ...], generated: dict[str, Path]) -> No
     assert torch.equal(reader.get_frames_at(list(range(n))), sequential)
     assert torch.equal(reader.get_frames_at(torch.tensor([2, 0])), sequential[[2, 0]])
     assert reader.get_frames_at([]).shape[0] == 0
+    assert torch.equal(reader.get_frames_at(np.array([1, 0])), sequential[[1, 0]])
     for bad in ([n], [-n - 1]):
         with pytest.raises(IndexError):
+            reader.get_frames_at(bad)
+    for bad in ([1.5], ["a"], torch.tensor([0.5]), [True]):
+        with pytest.raises(TypeError):
             reader.get_frames_at(bad)
 
 
