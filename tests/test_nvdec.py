@@ -104,6 +104,15 @@ def test_backends_report_why_nvdec_cannot_run():
     assert any(word in info.reason for word in ("PyNvVideoCodec", "CUDA", "CPU-only", "libnvcuvid", "av"))
 
 
+def test_nvdec_probe_names_the_missing_piece():
+    from gpuvio._backends._cuda import nvdec_probe
+
+    reason = nvdec_probe()
+    if reason is None:
+        pytest.skip("NVDEC can run on this machine")
+    assert any(word in reason for word in ("PyNvVideoCodec", "av is not", "CUDA", "CPU-only", "libnvcuvid"))
+
+
 def test_device_cuda_without_nvdec_names_what_is_missing(generated):
     info = _nvdec_info()
     if info.usable:
