@@ -100,6 +100,7 @@ class NvImgCodecBackend(Backend):
         self._guard = threading.Lock()
         self._cpu: Any = None
         self._warned_host = False
+        self._warned_dlpack = False
         #: How many images the library decoded, and how many went to the CPU backend and why.
         self.fallbacks = FallbackLog()
 
@@ -175,8 +176,17 @@ class NvImgCodecBackend(Backend):
         import torch
 
         if image.buffer_kind == self._nv.ImageBufferKind.STRIDED_DEVICE:
-            # torch passes its current stream to __dlpack__, and nvImageCodec orders the hand-off on it
-            hwc = torch.from_dlpack(image)
+            try:
+                # torch passes its current stream to __dlpack__; nvImageCodec orders the hand-off on it
+                hwc = torch.from_dlpack(image)
+            except (RuntimeError, TypeError, ValueError, BufferError) as exc:
+                # the CUDA array interface is the documented second way out (no copy either); the
+                # decode already ran on torch's current stream, so the order holds
+                if not self._warned_dlpack:
+                    self._warned_dlpack = True
+                    warnings.warn(f"DLPack export of an nvImageCodec image failed ({exc}); using "
+                                  "__cuda_array_interface__", RuntimeWarning, stacklevel=4)
+                hwc = torch.as_tensor(image, device=device)
         else:
             # host buffer (CPU-only mode, or a CPU codec without a device copy): view it through the
             # array interface; nvImageCodec's __dlpack__ needs a CUDA driver even for host images
