@@ -34,16 +34,17 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable from a checkout without installing
     sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 SHARED_JPEGS = [
     ("torchvision", "images", "grace_hopper_517x606.jpg"),
@@ -183,9 +184,9 @@ def run(results: list[dict[str, Any]], *, cpu_only: bool = False, images: int = 
 
     # the user-facing path: the front-end (input checks) around the backend
     if cpu_only:
-        decode = lambda: decode_backend(backend, items)  # noqa: E731 (no registered CPU-only backend)
+        decode = lambda: decode_backend(backend, items)
     else:
-        decode = lambda: gpuvio.decode_jpeg(tensors, device=device, backend="nvimgcodec")  # noqa: E731
+        decode = lambda: gpuvio.decode_jpeg(tensors, device=device, backend="nvimgcodec")
     seconds = _time(decode, repeats=repeats, warmup=2, sync=sync)
     record(f"decode_jpeg_{tag}_batch_imgs_per_s", len(jpegs) / seconds, "img/s")
 
@@ -202,7 +203,7 @@ def run(results: list[dict[str, Any]], *, cpu_only: bool = False, images: int = 
     params = nv.DecodeParams(apply_exif_orientation=False, color_spec=nv.ColorSpec.SRGB,
                              sample_format=nv.SampleFormat.I_RGB)
     streams = [nv.CodeStream(np.frombuffer(j, dtype=np.uint8)) for j in jpegs]
-    raw = lambda: decoder.decode(streams, params=params, cuda_stream=backend._stream(device))  # noqa: E731
+    raw = lambda: decoder.decode(streams, params=params, cuda_stream=backend._stream(device))
     seconds = _time(raw, repeats=repeats, warmup=1, sync=sync)
     record(f"decode_jpeg_{tag}_batch_nvimgcodec_raw_imgs_per_s", len(jpegs) / seconds, "img/s")
     if not cpu_only:
@@ -223,9 +224,9 @@ def run(results: list[dict[str, Any]], *, cpu_only: bool = False, images: int = 
     # encoding: 256 decoded images, quality 75, one batch
     sources = [r.contiguous().to(device) for r in reference]
     if cpu_only:
-        encode = lambda: backend.encode_jpeg(sources, quality=75)  # noqa: E731
+        encode = lambda: backend.encode_jpeg(sources, quality=75)
     else:
-        encode = lambda: gpuvio.encode_jpeg(sources, quality=75)  # noqa: E731
+        encode = lambda: gpuvio.encode_jpeg(sources, quality=75)
     seconds = _time(encode, repeats=repeats, warmup=2, sync=sync)
     record(f"encode_jpeg_{tag}_batch_imgs_per_s", len(jpegs) / seconds, "img/s")
 
@@ -236,7 +237,7 @@ def run(results: list[dict[str, Any]], *, cpu_only: bool = False, images: int = 
             log("  torchvision not installed: no peer number")
         else:
             try:
-                tv = lambda: tvio.decode_jpeg(tensors, device=device)  # noqa: E731
+                tv = lambda: tvio.decode_jpeg(tensors, device=device)
                 seconds = _time(tv, repeats=repeats, warmup=2, sync=sync)
                 record("decode_jpeg_cuda_batch_torchvision_imgs_per_s", len(jpegs) / seconds, "img/s")
                 record("image_parity_mean_abs_diff_torchvision", _parity(tv(), reference),

@@ -14,18 +14,16 @@ import io
 import numpy as np
 import pytest
 import torch
+from conftest import media_path
 
 import gpuvio
 from gpuvio import ImageReadMode
 from gpuvio._formats import sniff_image_format
 
-from conftest import media_path
-
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda120)")
 
-from gpuvio._backends._dali import DaliBackend, _bucket  # noqa: E402
-
-from cpu_fallback import CpuBackend  # noqa: E402
+from cpu_fallback import CpuBackend
+from gpuvio._backends._dali import DaliBackend, _bucket
 
 CPU = torch.device("cpu")
 MODES = [ImageReadMode.UNCHANGED, ImageReadMode.GRAY, ImageReadMode.GRAY_ALPHA, ImageReadMode.RGB,

@@ -19,20 +19,18 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from conftest import media_path
 
 import gpuvio
 from gpuvio import ImageReadMode, _dispatch
 from gpuvio._errors import DecodeError
 from gpuvio._formats import sniff_image_format
 
-from conftest import media_path
-
 nvimgcodec = pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec is not installed "
                                  "(pip install nvidia-nvimgcodec-cu12)")
 
-from gpuvio._backends._nvimgcodec import NvImgCodecBackend  # noqa: E402
-
-from cpu_fallback import CpuBackend  # noqa: E402
+from cpu_fallback import CpuBackend
+from gpuvio._backends._nvimgcodec import NvImgCodecBackend
 
 CPU = torch.device("cpu")
 MODES = [ImageReadMode.UNCHANGED, ImageReadMode.GRAY, ImageReadMode.GRAY_ALPHA, ImageReadMode.RGB,
@@ -179,7 +177,7 @@ def test_batch_mixes_jpeg_png_cmyk_and_sends_non_jpeg_to_the_cpu(reference):
                                    device=CPU, on_error="raise")
     for index, (g, w) in enumerate(zip(got, want)):
         _assert_same(g, w, f"item {index}")
-    assert [tuple(t.shape)[0] for t in got] == [3, 1, 1, 4, 4]
+    assert [t.shape[0] for t in got] == [3, 1, 1, 4, 4]
     assert got[3].dtype == torch.uint16
     counts = backend.fallbacks.counts()
     assert backend.fallbacks.gpu_images == 2

@@ -45,7 +45,7 @@ _FAILED_SAMPLE = re.compile(r"sample #(\d+)")
 
 def _import_dali() -> Any:
     try:
-        import nvidia.dali as dali
+        from nvidia import dali
         from nvidia.dali import fn, pipeline_def, types  # noqa: F401
     except ImportError as exc:
         raise BackendUnavailableError(

@@ -25,7 +25,8 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .._dispatch import Backend
 from .._errors import BackendUnavailableError, InvalidArgumentError
