@@ -30,6 +30,7 @@ from ._image import (
     write_jpeg,
     write_png,
 )
+from ._multi import decode_videos
 from ._source import read_file, write_file
 from ._types import ImageReadMode
 from ._video import read_video, read_video_timestamps, write_video
@@ -54,6 +55,7 @@ __all__ = [
     "decode_image",
     "decode_jpeg",
     "decode_png",
+    "decode_videos",
     "decode_webp",
     "encode_jpeg",
     "encode_png",

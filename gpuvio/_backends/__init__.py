@@ -22,6 +22,13 @@ def _gpu_probe(*modules: str):
     return probe
 
 
+def _nvdec_probe() -> str | None:
+    # also looks up the driver's libnvcuvid (without loading it)
+    from ._cuda import nvdec_probe
+
+    return nvdec_probe()
+
+
 def register_builtin_backends() -> None:
     """Register cpu, then the GPU backends in order of preference."""
     register_backend(
@@ -37,7 +44,7 @@ def register_builtin_backends() -> None:
         device_type="cuda",
         operations=set(_VIDEO_OPS),
         loader="gpuvio._backends._nvdec:NvdecBackend",
-        probe=_gpu_probe("PyNvVideoCodec", "av"),
+        probe=_nvdec_probe,
         description="NVIDIA hardware video decoders through PyNvVideoCodec",
     )
     register_backend(
