@@ -13,8 +13,9 @@ import io
 import os
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch

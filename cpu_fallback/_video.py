@@ -18,9 +18,10 @@ import math
 import re
 import warnings
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,8 +29,15 @@ import torch
 from gpuvio._errors import InvalidArgumentError
 from gpuvio._source import atomic_output
 
-from ._frames import (FrameStack, Layout, RgbConverter, audio_to_float, conversion_pool, conversion_workers,
-                      open_container)
+from ._frames import (
+    FrameStack,
+    Layout,
+    RgbConverter,
+    audio_to_float,
+    conversion_pool,
+    conversion_workers,
+    open_container,
+)
 
 __all__ = ["read_video", "read_video_timestamps", "should_buffer", "stream_index", "to_stream_units",
            "video_pts", "write_video"]

@@ -33,8 +33,8 @@ def _check_time(value: Any, name: str) -> Any:
     return value
 
 
-def read_video(filename: Source, start_pts: int | float | Fraction = 0,
-               end_pts: int | float | Fraction | None = None, pts_unit: PtsUnit = "pts",
+def read_video(filename: Source, start_pts: float | Fraction = 0,
+               end_pts: float | Fraction | None = None, pts_unit: PtsUnit = "pts",
                output_format: Literal["THWC", "TCHW"] = "THWC", *, device: DeviceLike = "cpu",
                backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """Read the video frames and audio samples between two presentation times.

@@ -21,14 +21,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
 from conftest import media_path
 
 av = pytest.importorskip("av")
 
-from cpu_fallback._frames import RgbConverter  # noqa: E402
-from gpuvio._color import chroma_siting, color_policy, nv12_to_rgb, yuv_to_rgb  # noqa: E402
-from gpuvio._samples import texture  # noqa: E402
+from cpu_fallback._frames import RgbConverter
+from gpuvio._color import chroma_siting, color_policy, nv12_to_rgb, yuv_to_rgb
+from gpuvio._samples import texture
 
 
 def _accurate(frame: Any) -> np.ndarray:

@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
 from conftest import media_path
 
 av = pytest.importorskip("av")
 
-import gpuvio  # noqa: E402
+import gpuvio
 
 
 def policy_rgb(frame: Any) -> np.ndarray:
