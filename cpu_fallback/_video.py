@@ -165,9 +165,10 @@ class _Conversions:
     converters as cores loses a third of its time) and no core waits.
     """
 
-    def __init__(self, converter: RgbConverter, layout: Layout) -> None:
+    def __init__(self, converter: RgbConverter, layout: Layout, size: tuple[int, int] | None = None) -> None:
         self._converter = converter
         self._layout = layout
+        self._size = size  # (height, width) of the output; default: the first frame's
         self._pool = conversion_pool()
         self._workers = conversion_workers()
         self._pending: deque[list[Any]] = deque()  # [slot, frame], not handed out yet
@@ -177,7 +178,8 @@ class _Conversions:
 
     def put(self, slot: int, frame: Any, capacity: int) -> None:
         if self.stack is None:
-            self.stack = FrameStack(frame.height, frame.width, capacity, self._layout)
+            height, width = self._size or (frame.height, frame.width)
+            self.stack = FrameStack(height, width, capacity, self._layout)
         self.stack.reserve(slot + 1, self.finish)
         for item in self._pending:
             if item[0] == slot:  # a repeated pts not converted yet: the later frame wins

@@ -25,7 +25,7 @@ import torch
 from gpuvio._errors import DecodeError, InvalidArgumentError
 
 from ._frames import FrameStack, RgbConverter, audio_to_float, conversion_pool, open_container
-from ._video import _divx_flag, stream_index
+from ._video import _Conversions, _divx_flag, stream_index
 
 __all__ = ["FrameIndex", "PyAVVideoSource", "stream_metadata"]
 
@@ -393,14 +393,13 @@ class PyAVVideoSource:
         import av
 
         keyframes = index.keyframes
-        pool = conversion_pool()
-        futures: list[Any] = []
-        stack: FrameStack | None = None
         container = open_container(self._source)
+        conversions: _Conversions | None = None
         try:
             stream = container.streams[self._stream.index]
             stream.thread_type = "SLICE"
-            height, width = stream.codec_context.height, stream.codec_context.width
+            declared = (stream.codec_context.height, stream.codec_context.width)
+            conversions = _Conversions(self._converter, "CHW", declared if all(declared) else None)
             frames: _Frames | None = None
             last: int | None = None
             used = False  # whether this container has been read or seeked yet
@@ -431,23 +430,22 @@ class PyAVVideoSource:
                         raise DecodeError(
                             f"the frame with pts {target}, listed by the container, could not be decoded "
                             f"(the decoder went on to pts {frame.pts})")
-                    if stack is None:
-                        stack = FrameStack(height or frame.height, width or frame.width, len(wanted), "CHW")
-                    futures.append(pool.submit(self._converter.convert_into, frame, stack.slot(i), "CHW"))
+                    conversions.put(i, frame, len(wanted))
                     i += 1
                     break
                 else:
                     raise DecodeError(f"frames with pts {wanted[i:]} could not be decoded (end of stream)")
-        except av.FFmpegError as exc:
-            raise DecodeError(f"decoding failed: {exc}") from None
+            conversions.finish()
+        except BaseException as exc:
+            if conversions is not None:
+                conversions.abort()  # every write ends before the stack is dropped
+            if isinstance(exc, av.FFmpegError):
+                raise DecodeError(f"decoding failed: {exc}") from None
+            raise
         finally:
-            for future in futures:
-                future.exception()  # every write finishes before the stack is used or dropped
             container.close()
-        for future in futures:
-            future.result()
-        assert stack is not None
-        return stack
+        assert conversions.stack is not None
+        return conversions.stack
 
     def close(self) -> None:
         self._ahead.clear()
