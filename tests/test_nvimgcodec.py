@@ -205,6 +205,40 @@ def test_bad_members_become_the_cpu_backends_errors_never_none(backend, referenc
     assert backend.fallbacks.counts()["nvImageCodec could not decode it"] == before + 1
 
 
+def test_long_batches_overlap_screening_and_still_route_bad_members(reference):
+    """From 8 images on, the library decodes while the scan data is checked (a second thread)."""
+    backend = NvImgCodecBackend(cpu_only=True)
+    items = [_item(_jpeg(_photo(seed=s), quality=85)) for s in range(12)]
+    items[3] = _item(_read("torchvision", "images", "damaged_jpeg", "corrupt.jpg"))
+    items[7] = _item(_read("torchvision", "images", "damaged_jpeg", "corrupt34_2.jpg"))
+    items[9] = _item(_jpeg(_photo(seed=99)[:, :, 0], quality=85))  # grayscale: a second group
+    for mode in (ImageReadMode.UNCHANGED, ImageReadMode.RGB):
+        got = backend.decode_images(items, mode=mode, apply_exif_orientation=False, device=CPU, on_error="skip")
+        want = reference.decode_images(items, mode=mode, apply_exif_orientation=False, device=CPU,
+                                       on_error="skip")
+        for index, (g, w) in enumerate(zip(got, want)):
+            _assert_same(g, w, f"item {index} {mode.name}")
+    assert backend.fallbacks.gpu_images == 20
+    assert backend.fallbacks.counts() == {"corrupt JPEG: unknown marker in the scan data": 2,
+                                          "truncated JPEG: no end-of-image marker": 2}
+
+
+def test_images_over_the_bomb_limit_follow_the_cpu_backend(reference, monkeypatch):
+    from PIL import Image
+
+    backend = NvImgCodecBackend(cpu_only=True)
+    items = [_item(_jpeg(_photo(40, 50)))]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 900)  # 2000 pixels: over twice the limit
+    with pytest.raises(ValueError) as got:
+        backend.decode_images(items, mode=ImageReadMode.RGB, apply_exif_orientation=False, device=CPU,
+                              on_error="raise")
+    with pytest.raises(ValueError) as want:
+        reference.decode_images(items, mode=ImageReadMode.RGB, apply_exif_orientation=False, device=CPU,
+                                on_error="raise")
+    assert type(got.value) is type(want.value) and str(got.value) == str(want.value)
+    assert backend.fallbacks.counts() == {"JPEG larger than the decompression-bomb limit": 1}
+
+
 def test_a_single_bad_image_raises_when_asked_to(backend):
     damaged = _item(_read("torchvision", "images", "damaged_jpeg", "corrupt34_2.jpg"))
     with pytest.raises(RuntimeError, match="Image is incomplete or truncated"):

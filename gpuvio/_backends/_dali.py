@@ -28,6 +28,7 @@ from .._types import ImageReadMode
 from ._nvimgcodec_common import (
     FallbackLog,
     Request,
+    bomb_limit,
     cpu_decode,
     finish_mode,
     jpeg_header,
@@ -153,12 +154,13 @@ class DaliBackend(Backend):
         results: list[Any] = [None] * len(items)
         groups: dict[Request, list[int]] = {"rgb": [], "gray": []}
         to_cpu: dict[str, list[int]] = {}
+        max_pixels = bomb_limit()
         for i, (data, fmt) in enumerate(items):
             if fmt != "jpeg":
                 reason = f"{fmt} is decoded on the CPU"
             else:
                 header = jpeg_header(data)
-                reason = screen_jpeg(data, header)
+                reason = screen_jpeg(data, header, max_pixels=max_pixels)
                 if reason is None:
                     groups[plan_requests(header, mode)].append(i)
                     continue

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .._dispatch import Backend
@@ -33,12 +33,15 @@ from .._errors import BackendUnavailableError, InvalidArgumentError
 from .._types import ImageReadMode
 from ._nvimgcodec_common import (
     FallbackLog,
+    JpegHeader,
     Request,
+    bomb_limit,
     cpu_decode,
     finish_mode,
     jpeg_header,
     plan_requests,
-    screen_jpeg,
+    screen_header,
+    screen_scan,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +51,8 @@ __all__ = ["NvImgCodecBackend"]
 
 BackendKind = Literal["hw_gpu", "gpu", "hybrid", "cpu"]
 _KINDS: tuple[BackendKind, ...] = ("hw_gpu", "gpu", "hybrid", "cpu")
+# batches at least this long overlap the scan-data screening with the library's decode
+_OVERLAP_MIN = 8
 
 
 def _import_nvimgcodec() -> Any:
@@ -215,37 +220,58 @@ class NvImgCodecBackend(Backend):
         """
         results: list[Any] = [None] * len(items)
         groups: dict[Request, list[int]] = {"rgb": [], "gray": []}
+        headers: dict[int, JpegHeader] = {}
         to_cpu: dict[str, list[int]] = {}
+        max_pixels = bomb_limit()
         for i, (data, fmt) in enumerate(items):
             if fmt != "jpeg":
                 reason = f"{fmt} is decoded on the CPU"
             else:
                 header = jpeg_header(data)
-                reason = screen_jpeg(data, header)
+                reason = screen_header(data, header, max_pixels=max_pixels)
                 if reason is None:
+                    assert header is not None
+                    headers[i] = header
                     groups[plan_requests(header, mode)].append(i)
                     continue
             to_cpu.setdefault(reason, []).append(i)
 
-        for request, indices in groups.items():
-            if indices:
-                failed = self._decode_group(items, indices, request, mode, apply_exif_orientation,
-                                            device, results)
-                if failed:
-                    to_cpu.setdefault("nvImageCodec could not decode it", []).extend(failed)
+        # nvImageCodec decodes (it releases the GIL) while this thread checks the scan data of the
+        # same images; an image that check rejects is then decoded again by the CPU backend.
+        # Truncated, oversized and CMYK/12-bit files never reach the library (screen_header).
+        jobs = [(indices, self._start_decode(items, indices, request, apply_exif_orientation, device))
+                for request, indices in groups.items() if indices]
+        suspect = {i: reason for indices, _ in jobs for i in indices
+                   if (reason := screen_scan(items[i][0], headers[i])) is not None}
+        for indices, job in jobs:
+            images = job()
+            decoded = 0
+            for i, image in zip(indices, images):
+                if i in suspect:
+                    to_cpu.setdefault(suspect[i], []).append(i)
+                elif image is None:
+                    to_cpu.setdefault("nvImageCodec could not decode it", []).append(i)
+                else:
+                    results[i] = finish_mode(self._to_torch(image, device), mode)
+                    decoded += 1
+            self.fallbacks.add_gpu(decoded)
 
         for reason, indices in to_cpu.items():
             self.fallbacks.add(reason, len(indices))
-            cpu_decode(self._cpu_backend(), items, indices, mode=mode,
+            cpu_decode(self._cpu_backend(), items, sorted(indices), mode=mode,
                        apply_exif_orientation=apply_exif_orientation, device=device, results=results)
 
         if on_error == "raise" and len(items) == 1 and isinstance(results[0], BaseException):
             raise results[0]
         return results
 
-    def _decode_group(self, items: list[Any], indices: list[int], request: Request, mode: ImageReadMode,
-                      apply_exif_orientation: bool, device: torch.device, results: list[Any]) -> list[int]:
-        """Batch-decode ``items[indices]`` through nvImageCodec; return the indices it failed on."""
+    def _start_decode(self, items: list[Any], indices: list[int], request: Request,
+                      apply_exif_orientation: bool, device: torch.device) -> Callable[[], list[Any]]:
+        """Start batch-decoding ``items[indices]``; the returned call waits for the list of Images.
+
+        An entry is ``None`` where nvImageCodec failed. Batches of ``_OVERLAP_MIN`` or more run in
+        a short-lived thread (cheap next to the batch, and safe across fork), smaller ones at once.
+        """
         import numpy as np
 
         nv = self._nv
@@ -253,27 +279,37 @@ class NvImgCodecBackend(Backend):
                                      else (nv.ColorSpec.SRGB, nv.SampleFormat.I_RGB))
         params = nv.DecodeParams(apply_exif_orientation=apply_exif_orientation, color_spec=color_spec,
                                  allow_any_depth=False, sample_format=sample_format)
-        # CodeStreams view the caller's bytes; the arrays stay referenced until decode returns
-        arrays = [np.frombuffer(items[i][0], dtype=np.uint8) for i in indices]
-        streams = [nv.CodeStream(a) for a in arrays]
+        # CodeStreams view the caller's bytes (the arrays stay referenced by the CodeStreams)
+        streams = [nv.CodeStream(np.frombuffer(items[i][0], dtype=np.uint8)) for i in indices]
         decoder, lock = self._codec("decoder", self._device_id(device))
-        with lock:
-            try:
-                images = decoder.decode(streams, params=params, cuda_stream=self._stream(device))
-            except (RuntimeError, ValueError) as exc:
-                warnings.warn(f"nvImageCodec failed on a batch of {len(indices)} images ({exc}); "
+        # torch's current stream belongs to this thread: read it here, not in the worker
+        cuda_stream = self._stream(device)
+        outcome: list[Any] = []
+
+        def work() -> None:
+            with lock:
+                try:
+                    outcome.append(decoder.decode(streams, params=params, cuda_stream=cuda_stream))
+                except (RuntimeError, ValueError) as exc:
+                    outcome.append(exc)
+
+        def finish() -> list[Any]:
+            if worker is not None:
+                worker.join()
+            result = outcome[0]
+            if isinstance(result, BaseException):
+                warnings.warn(f"nvImageCodec failed on a batch of {len(indices)} images ({result}); "
                               "decoding them on the CPU", RuntimeWarning, stacklevel=4)
-                return list(indices)
-        failed = []
-        decoded = 0
-        for i, image in zip(indices, images):
-            if image is None:
-                failed.append(i)
-                continue
-            results[i] = finish_mode(self._to_torch(image, device), mode)
-            decoded += 1
-        self.fallbacks.add_gpu(decoded)
-        return failed
+                return [None] * len(indices)
+            return result
+
+        worker = None
+        if len(indices) >= _OVERLAP_MIN:
+            worker = threading.Thread(target=work, name="gpuvio-nvimgcodec-decode", daemon=True)
+            worker.start()
+        else:
+            work()
+        return finish
 
     # ------------------------------------------------------------------ encoding
 

@@ -24,10 +24,13 @@ __all__ = [
     "FallbackLog",
     "JpegHeader",
     "Request",
+    "bomb_limit",
     "finish_mode",
     "jpeg_header",
     "plan_requests",
+    "screen_header",
     "screen_jpeg",
+    "screen_scan",
 ]
 
 #: What the GPU decoder is asked to produce for one image: its luma plane or RGB.
@@ -96,12 +99,19 @@ def jpeg_header(data: memoryview | bytes) -> JpegHeader | None:
     return JpegHeader(*frame, scan_start=None)
 
 
-def screen_jpeg(data: memoryview, header: JpegHeader | None) -> str | None:
-    """Why this JPEG must be decoded by the CPU backend, or ``None`` when the GPU may take it.
+def _end_of_image(data: memoryview, buf: np.ndarray) -> int:
+    """Offset of the last end-of-image marker (-1 if none); data after it is ignored by libjpeg."""
+    n = buf.shape[0]
+    if n >= 2 and buf[n - 2] == 0xFF and buf[n - 1] == 0xD9:
+        return n - 2
+    return bytes(data).rfind(b"\xff\xd9")
 
-    Cheap by design (a marker walk, then one vectorised pass over the entropy-coded bytes):
-    it runs for every image of every batch. A false alarm only costs speed, as the CPU backend
-    then gives the reference answer.
+
+def screen_header(data: memoryview, header: JpegHeader | None, *, max_pixels: int | None = None) -> str | None:
+    """Why the frame header (or a missing end marker) sends this JPEG to the CPU backend, or ``None``.
+
+    A few attribute checks and a look at the last bytes. Images over ``max_pixels`` go to the CPU
+    backend, whose decompression-bomb policy (Pillow's) then applies, before a GPU allocates them.
     """
     if header is None:
         return "unreadable JPEG header"
@@ -113,21 +123,50 @@ def screen_jpeg(data: memoryview, header: JpegHeader | None) -> str | None:
         return f"{header.components}-component JPEG (CMYK/YCCK)"
     if header.width == 0 or header.height == 0:
         return "JPEG frame without a size"
+    if max_pixels is not None and header.width * header.height > max_pixels:
+        return "JPEG larger than the decompression-bomb limit"
     if header.scan_start is None:
         return "truncated JPEG: no scan data"
-    buf = np.frombuffer(data, dtype=np.uint8)
-    n = buf.shape[0]
-    if n >= 2 and buf[n - 2] == 0xFF and buf[n - 1] == 0xD9:
-        eoi = n - 2
-    else:  # data after the end-of-image marker is allowed (and ignored) by libjpeg
-        eoi = bytes(data).rfind(b"\xff\xd9")
-    if eoi < header.scan_start:
+    if _end_of_image(data, np.frombuffer(data, dtype=np.uint8)) < header.scan_start:
         return "truncated JPEG: no end-of-image marker"
-    scan = buf[header.scan_start : eoi + 1]
+    return None
+
+
+def screen_scan(data: memoryview, header: JpegHeader) -> str | None:
+    """Why the entropy-coded data sends this JPEG to the CPU backend, or ``None``.
+
+    One vectorised pass: every 0xFF between the first scan and the end-of-image marker must be
+    followed by a code libjpeg accepts there. ``header`` must have passed :func:`screen_header`.
+    """
+    assert header.scan_start is not None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    scan = buf[header.scan_start : _end_of_image(data, buf) + 1]
     follows = scan[1:][scan[:-1] == 0xFF]
     if not _SCAN_OK[follows].all():
         return "corrupt JPEG: unknown marker in the scan data"
     return None
+
+
+def screen_jpeg(data: memoryview, header: JpegHeader | None, *, max_pixels: int | None = None) -> str | None:
+    """Why this JPEG must be decoded by the CPU backend, or ``None`` when the GPU may take it.
+
+    Cheap by design (a marker walk, then one vectorised pass over the entropy-coded bytes, about
+    12 us for an 80 KB file): it runs for every image of every batch. A false alarm only costs
+    speed, as the CPU backend then gives the reference answer.
+    """
+    reason = screen_header(data, header, max_pixels=max_pixels)
+    if reason is None:
+        assert header is not None
+        reason = screen_scan(data, header)
+    return reason
+
+
+def bomb_limit() -> int | None:
+    """Pillow's decompression-bomb pixel limit as it is set now (the CPU backend applies it)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    return int(limit) if limit else None
 
 
 def plan_requests(header: JpegHeader, mode: ImageReadMode) -> Request:
