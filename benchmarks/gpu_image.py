@@ -197,23 +197,37 @@ def run(results: list[dict[str, Any]], *, cpu_only: bool = False, images: int = 
     if fallbacks:
         log(f"  CPU fallbacks: {fallbacks}")
 
-    # nvImageCodec alone, same data and batch, no gpuvio code around it
-    nv = backend._nv
-    decoder, _ = backend._codec("decoder", backend._device_id(device))
-    params = nv.DecodeParams(apply_exif_orientation=False, color_spec=nv.ColorSpec.SRGB,
-                             sample_format=nv.SampleFormat.I_RGB)
-    streams = [nv.CodeStream(np.frombuffer(j, dtype=np.uint8)) for j in jpegs]
-    raw = lambda: decoder.decode(streams, params=params, cuda_stream=backend._stream(device))
-    seconds = _time(raw, repeats=repeats, warmup=1, sync=sync)
-    record(f"decode_jpeg_{tag}_batch_nvimgcodec_raw_imgs_per_s", len(jpegs) / seconds, "img/s")
-    if not cpu_only:
-        # 1 when nvImageCodec's decoders wrote device buffers (nvJPEG found), 0 when it fell back
-        # to its CPU codecs (e.g. the nvjpeg wheel or library is missing): the numbers mean little then
-        on_gpu = all(image is not None and image.buffer_kind == nv.ImageBufferKind.STRIDED_DEVICE
-                     for image in raw())
-        record("nvimgcodec_decoded_on_gpu", 1.0 if on_gpu else 0.0, "bool")
+    errors: list[str] = []
 
-    if not cpu_only:
+    def section(label: str, measure: Callable[[], None]) -> None:
+        """Run one measurement; a failure is logged and reported at the end, the rest still runs."""
+        try:
+            measure()
+        except Exception as exc:  # one broken measurement must not lose the others
+            errors.append(f"{label}: {type(exc).__name__}: {exc}")
+            log(f"  {label} FAILED: {type(exc).__name__}: {exc}")
+
+    def raw_library() -> None:
+        # nvImageCodec alone, same data and batch, no gpuvio code around it
+        nv = backend._nv
+        decoder, _ = backend._codec("decoder", backend._device_id(device))
+        params = nv.DecodeParams(apply_exif_orientation=False, color_spec=nv.ColorSpec.SRGB,
+                                 sample_format=nv.SampleFormat.I_RGB)
+        streams = [nv.CodeStream(np.frombuffer(j, dtype=np.uint8)) for j in jpegs]
+
+        def raw() -> list[Any]:
+            return decoder.decode(streams, params=params, cuda_stream=backend._stream(device))
+
+        seconds = _time(raw, repeats=repeats, warmup=1, sync=sync)
+        record(f"decode_jpeg_{tag}_batch_nvimgcodec_raw_imgs_per_s", len(jpegs) / seconds, "img/s")
+        if not cpu_only:
+            # 1 when nvImageCodec's decoders wrote device buffers (nvJPEG found), 0 when it fell back
+            # to its CPU codecs (e.g. the nvjpeg wheel or library is missing): the numbers mean little then
+            on_gpu = all(image is not None and image.buffer_kind == nv.ImageBufferKind.STRIDED_DEVICE
+                         for image in raw())
+            record("nvimgcodec_decoded_on_gpu", 1.0 if on_gpu else 0.0, "bool")
+
+    def gpu_only_decoder() -> None:
         gpu_only = NvImgCodecBackend(backend_kinds=["gpu"])
         seconds = _time(lambda: decode_backend(gpu_only, items), repeats=repeats, warmup=2, sync=sync)
         record("decode_jpeg_cuda_batch_gpu_only_imgs_per_s", len(jpegs) / seconds, "img/s")
@@ -221,34 +235,43 @@ def run(results: list[dict[str, Any]], *, cpu_only: bool = False, images: int = 
                max(_parity(decode_backend(gpu_only, items), reference),
                    _parity(decode_backend(gpu_only, shared_items), shared_reference)), "mean |diff| (0-255)")
 
-    # encoding: 256 decoded images, quality 75, one batch
-    sources = [r.contiguous().to(device) for r in reference]
-    if cpu_only:
-        encode = lambda: backend.encode_jpeg(sources, quality=75)
-    else:
-        encode = lambda: gpuvio.encode_jpeg(sources, quality=75)
-    seconds = _time(encode, repeats=repeats, warmup=2, sync=sync)
-    record(f"encode_jpeg_{tag}_batch_imgs_per_s", len(jpegs) / seconds, "img/s")
+    def encoding() -> None:
+        # 256 decoded images, quality 75, one batch
+        sources = [r.contiguous().to(device) for r in reference]
+        if cpu_only:
+            encode = lambda: backend.encode_jpeg(sources, quality=75)
+        else:
+            encode = lambda: gpuvio.encode_jpeg(sources, quality=75)
+        seconds = _time(encode, repeats=repeats, warmup=2, sync=sync)
+        record(f"encode_jpeg_{tag}_batch_imgs_per_s", len(jpegs) / seconds, "img/s")
 
-    if not cpu_only:
+    def torchvision_peer() -> None:
         try:
             import torchvision.io as tvio
         except ImportError:
             log("  torchvision not installed: no peer number")
-        else:
-            try:
-                tv = lambda: tvio.decode_jpeg(tensors, device=device)
-                seconds = _time(tv, repeats=repeats, warmup=2, sync=sync)
-                record("decode_jpeg_cuda_batch_torchvision_imgs_per_s", len(jpegs) / seconds, "img/s")
-                record("image_parity_mean_abs_diff_torchvision", _parity(tv(), reference),
-                       "mean |diff| (0-255)")
-            except Exception as exc:  # a peer failing must not lose our own numbers
-                log(f"  torchvision decode_jpeg on the GPU failed: {exc}")
+            return
+        tv = lambda: tvio.decode_jpeg(tensors, device=device)
+        seconds = _time(tv, repeats=repeats, warmup=2, sync=sync)
+        record("decode_jpeg_cuda_batch_torchvision_imgs_per_s", len(jpegs) / seconds, "img/s")
+        record("image_parity_mean_abs_diff_torchvision", _parity(tv(), reference), "mean |diff| (0-255)")
 
-    dec, enc = _cpu_all_cores(cpu, items, repeats=max(2, repeats // 2))
-    record("decode_jpeg_cpu_backend_all_cores_imgs_per_s", dec, "img/s")
-    record("encode_jpeg_cpu_backend_all_cores_imgs_per_s", enc, "img/s")
-    record("cpu_cores", os.cpu_count() or 1, "cores")
+    def cpu_backend() -> None:
+        dec, enc = _cpu_all_cores(cpu, items, repeats=max(2, repeats // 2))
+        record("decode_jpeg_cpu_backend_all_cores_imgs_per_s", dec, "img/s")
+        record("encode_jpeg_cpu_backend_all_cores_imgs_per_s", enc, "img/s")
+        record("cpu_cores", os.cpu_count() or 1, "cores")
+
+    section("nvImageCodec raw decode", raw_library)
+    if not cpu_only:
+        section("CUDA-decoder-only backend", gpu_only_decoder)
+    section("encode_jpeg", encoding)
+    if not cpu_only:
+        section("torchvision peer", torchvision_peer)
+    section("CPU backend on all cores", cpu_backend)
+    if errors:
+        raise RuntimeError("gpu_image: some measurements failed (the others are in the results): "
+                           + "; ".join(errors))
     return results
 
 
