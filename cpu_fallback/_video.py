@@ -39,8 +39,8 @@ from ._frames import (
     open_container,
 )
 
-__all__ = ["read_video", "read_video_timestamps", "should_buffer", "stream_index", "to_stream_units",
-           "video_pts", "write_video"]
+__all__ = ["PtsFiller", "read_video", "read_video_timestamps", "should_buffer", "stream_index",
+           "to_stream_units", "video_pts", "write_video"]
 
 # torchvision decodes up to this many frames past the end, and seeks this many units earlier,
 # when packed B-frames may deliver pts out of order
@@ -121,24 +121,70 @@ class _Selection:
         return self.before is not None and self.start > 0 and self.start not in self.kept
 
 
-def _decode_range(container: Any, stream: Any, selection: _Selection) -> bool:
-    """Seek like torchvision and feed decoded frames to ``selection``. False if the seek failed."""
+class PtsFiller:
+    """Gives timestamps to the frames of a stream that has none (raw H.264/HEVC/MPEG-4 files).
+
+    Used on decodes that start at the beginning of the stream: when the first frame comes
+    without a pts, frame ``k`` gets ``k`` frame durations (from the stream's frame rate, in its
+    time base; for audio, the samples so far), as FFmpeg's command-line tools do; otherwise
+    frames are left alone (and one without a pts is skipped by the callers). Every path
+    (read_video, timestamps, VideoReader) numbers frames the same way, so their pts agree.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._audio = stream.type == "audio"
+        tb = stream.time_base
+        if self._audio:
+            rate = stream.rate
+        else:
+            rate = getattr(stream, "average_rate", None) or getattr(stream, "guessed_rate", None)
+        self._unit = 1 / (rate * tb) if rate and tb else Fraction(1)  # time-base units per frame/sample
+        self._elapsed = Fraction(0)
+        self._active: bool | None = None  # decided by the first frame
+
+    def __call__(self, frame: Any) -> Any:
+        if self._active is None:
+            self._active = frame.pts is None
+        if self._active:
+            frame.pts = round(self._elapsed)
+            self._elapsed += self._unit * (frame.samples if self._audio else 1)
+        return frame
+
+
+def _decode_range(container: Any, stream: Any, selection: _Selection,
+                  reopen: Callable[[], Any] | None = None) -> bool:
+    """Seek like torchvision and feed decoded frames to ``selection``. False if the seek failed.
+
+    A stream that cannot seek (a raw elementary stream) is read from its start instead, from
+    ``reopen()`` (a fresh container): slower, same frames. torchvision gave up there and
+    returned nothing.
+    """
     import av
 
     seek_offset = max(selection.start - 1, 0)
     if selection._buffer:
         seek_offset = max(seek_offset - _MAX_BUFFER, 0)
+    opened = None
     try:
         container.seek(int(math.floor(seek_offset)), any_frame=False, backward=True, stream=stream)
     except av.FFmpegError:
-        return False
+        if reopen is None:
+            return False
+        container = opened = reopen()
+        stream = container.streams[stream.index]
+        stream.thread_type = DECODER_THREAD_TYPE
+    from_start = opened is not None or seek_offset <= 0
+    fill = PtsFiller(stream) if from_start else (lambda frame: frame)
     try:
         for frame in container.decode(stream):
-            if not selection.feed(frame):
+            if not selection.feed(fill(frame)):
                 break
     except av.FFmpegError as exc:
         # torchvision keeps what it decoded before the error, silently; we say so
         warnings.warn(f"decoding stopped early at a corrupt packet: {exc}", RuntimeWarning, stacklevel=4)
+    finally:
+        if opened is not None:
+            opened.close()
     return True
 
 
@@ -229,7 +275,8 @@ class _Conversions:
         self._running = []
 
 
-def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout: Layout) -> torch.Tensor:
+def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout: Layout,
+                       reopen: Callable[[], Any] | None = None) -> torch.Tensor:
     """The selected frames of ``stream`` as ``Tensor[T, H, W, 3]`` (or ``[T, 3, H, W]``) uint8,
     converted as they come."""
     conversions = _Conversions(RgbConverter(stream.codec_context.name), layout)
@@ -245,7 +292,7 @@ def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout
 
     selection = _Selection(start, end, should_buffer(stream), keep)
     try:
-        if not _decode_range(container, stream, selection):
+        if not _decode_range(container, stream, selection, reopen):
             return _empty_video(layout)
         if selection.needs_before():
             pts, frame = selection.before  # type: ignore[misc]
@@ -322,7 +369,8 @@ def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str, layout:
             if pts_unit == "sec":
                 start = to_stream_units(start_pts, vstream, ceil=False)
                 end = to_stream_units(end_pts, vstream, ceil=True)
-            video = _read_video_stream(container, vstream, start, end, layout)
+            video = _read_video_stream(container, vstream, start, end, layout,
+                                       reopen=lambda: open_container(source))
             if vstream.average_rate is not None:
                 info["video_fps"] = float(vstream.average_rate)
         if container.streams.audio:
@@ -355,8 +403,15 @@ def video_pts(container: Any, stream: Any) -> list[int]:
     return stream_index(container, stream)[0]
 
 
-def stream_index(container: Any, stream: Any) -> tuple[list[int], list[int]]:
-    """``(pts, keyframe_pts)`` of ``stream``, both sorted; one pass over the packets."""
+def stream_index(container: Any, stream: Any, reopen: Callable[[], Any] | None = None
+                 ) -> tuple[list[int], list[int]]:
+    """``(pts, keyframe_pts)`` of ``stream``, both sorted; one pass over the packets.
+
+    Falls back to decoding the stream when packets lack timestamps or are packed (DivX), from a
+    seek to the start or, when the container cannot seek, from ``reopen()`` (a fresh container).
+    """
+    import av
+
     usable = stream.type != "video" or _divx_flag(stream) != b"p"
     pts: list[int] = []
     keys: list[int] = []
@@ -371,8 +426,22 @@ def stream_index(container: Any, stream: Any) -> tuple[list[int], list[int]]:
         if not packet.is_discard:
             pts.append(packet.pts)
     if not usable:
-        container.seek(0, stream=stream, backward=True, any_frame=False)
-        pts = [f.pts for f in container.decode(stream) if f.pts is not None]
+        opened = None
+        try:
+            container.seek(0, stream=stream, backward=True, any_frame=False)
+        except av.FFmpegError:
+            if reopen is None:
+                raise
+            container = opened = reopen()
+            stream = container.streams[stream.index]
+        try:
+            fill = PtsFiller(stream)
+            pts = [f.pts for f in map(fill, container.decode(stream)) if f.pts is not None]
+        finally:
+            if opened is not None:
+                opened.close()
+        if not keys:
+            keys = pts[:1]  # no keyframe flags to go by: only the start is a safe place to begin
     pts.sort()
     keys.sort()
     return pts, keys
@@ -396,7 +465,7 @@ def read_video_timestamps(source: Any, pts_unit: str) -> tuple[list[Any], float 
             stream = container.streams.video[0]
             time_base = stream.time_base
             try:
-                pts = video_pts(container, stream)
+                pts = stream_index(container, stream, reopen=lambda: open_container(source))[0]
             except av.FFmpegError:
                 warnings.warn(f"Failed decoding frames for file {_name(source)}", RuntimeWarning, stacklevel=3)
             if stream.average_rate is not None:

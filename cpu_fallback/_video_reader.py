@@ -25,7 +25,7 @@ import torch
 from gpuvio._errors import DecodeError, InvalidArgumentError
 
 from ._frames import FrameStack, RgbConverter, audio_to_float, conversion_pool, open_container
-from ._video import _Conversions, _divx_flag, stream_index
+from ._video import PtsFiller, _Conversions, _divx_flag, stream_index
 
 __all__ = ["FrameIndex", "PyAVVideoSource", "stream_metadata"]
 
@@ -104,8 +104,10 @@ def _decode(container: Any, stream: Any) -> Iterator[Any]:
 class _Frames:
     """Decoded frames of one stream from the current position: push-back, reordering, errors."""
 
-    def __init__(self, container: Any, stream: Any, reorder: int) -> None:
+    def __init__(self, container: Any, stream: Any, reorder: int, *, from_start: bool = False) -> None:
         self._decoded = _decode(container, stream)
+        # raw streams carry no timestamps: number the frames, when decoding from the start
+        self._fill = PtsFiller(stream) if from_start else None
         self._reorder = reorder
         self._heap: list[tuple[int, int, Any]] = []
         self._count = itertools.count()
@@ -114,6 +116,8 @@ class _Frames:
     def _pull(self) -> Any:
         while True:
             frame = next(self._decoded)
+            if self._fill is not None:
+                self._fill(frame)
             if frame.pts is not None:  # a frame without a timestamp cannot be placed
                 return frame
 
@@ -137,6 +141,7 @@ class _Frames:
         """An exhausted iterator (a seek past any possible frame)."""
         frames = cls.__new__(cls)
         frames._decoded, frames._reorder, frames._heap, frames._back = iter(()), 0, [], []
+        frames._fill = None
         frames._count = itertools.count()
         return frames
 
@@ -251,7 +256,7 @@ class PyAVVideoSource:
             self._container = self._open()
             self._configure(self._container.streams.get(**{self.kind: self._stream_number})[0])
         self._fresh = False
-        self._frames = _Frames(self._container, self._stream, self._reorder)
+        self._frames = _Frames(self._container, self._stream, self._reorder, from_start=True)
 
     def seek(self, time_s: float, *, keyframes_only: bool = False) -> None:
         """Next frame: the first with pts >= ``time_s`` (or, with ``keyframes_only``, the keyframe
@@ -325,7 +330,8 @@ class PyAVVideoSource:
         index = self._index.get(key)
         if index is None:
             with open_container(self._source) as container:
-                pts, keys = stream_index(container, container.streams[key])
+                pts, keys = stream_index(container, container.streams[key],
+                                         reopen=lambda: open_container(self._source))
             tb = self._time_base
             seconds = [_seconds(p, tb) for p in pts]
             if len(pts) >= 2:
@@ -420,7 +426,7 @@ class PyAVVideoSource:
                             container = open_container(self._source)
                             stream = container.streams[self._stream.index]
                             stream.thread_type = "SLICE"
-                        frames = _Frames(container, stream, self._reorder)
+                        frames = _Frames(container, stream, self._reorder, from_start=True)
                     used = True
                 for frame in frames:
                     last = frame.pts

@@ -370,6 +370,41 @@ def test_resolution_change_is_scaled_to_the_first_size(tmp_path: Path) -> None:
         np.testing.assert_array_equal(got.numpy(), scaled)
 
 
+@pytest.mark.parametrize("fmt, codec", [("h264", "libx264"), ("hevc", "libx265"), ("m4v", "mpeg4")])
+def test_raw_elementary_streams(tmp_path: Path, fmt: str, codec: str) -> None:
+    # no container: no timestamps and no seeking. torchvision returned nothing (its seek
+    # failed); gpuvio decodes from the start and numbers the frames at the stream's rate, the
+    # same way in read_video, read_video_timestamps and VideoReader
+    path = tmp_path / f"raw.{fmt}"
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    with av.open(str(path)) as container:
+        decoded = list(container.decode(video=0))
+    assert len(decoded) == 10
+    # (FFmpeg's MPEG-4 parser derives timestamps from the VOP headers: those frames have them)
+    assert all(f.pts is None for f in decoded) == (fmt != "m4v")
+    video, _, info = gpuvio.read_video(str(path), pts_unit="sec")
+    assert video.shape == (10, 48, 64, 3) and info == {"video_fps": 25.0}
+    for got, frame in zip(video, decoded):
+        np.testing.assert_array_equal(got.numpy(), policy_rgb(frame))
+    part, _, _ = gpuvio.read_video(str(path), 0.1, 0.2, pts_unit="sec")
+    assert torch.equal(part, video[2:6])  # frames at 0.08 (before 0.1), 0.12, 0.16, 0.20
+    pts, fps = gpuvio.read_video_timestamps(str(path), pts_unit="sec")
+    assert pts == [Fraction(i, 25) for i in range(10)] and fps == 25.0
+    reader = gpuvio.VideoReader(str(path))
+    assert [f["pts"] for f in reader] == [i / 25 for i in range(10)]
+    assert next(reader.seek(0.15))["pts"] == 0.16
+    assert torch.equal(reader.get_frames_at([9, 0]), video[[9, 0]].permute(0, 3, 1, 2))
+
+
 # ----------------------------------------------------------------------------- timestamps
 
 
