@@ -14,9 +14,9 @@
 #       -d .whl-1 av==18.1.0
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl-2 PyNvVideoCodec==2.2.4 nvidia-nvimgcodec-cu13
+#       -d .whl-2 PyNvVideoCodec==2.2.4 nvidia-nvimgcodec-cu13==0.9.0.20 nvidia-nvjpeg==13.0.4.44
 #
-# That is av 36 MB, PyNvVideoCodec 27 MB, nvImageCodec 25 MB (checked 2026-11: av-18.1.0-cp311-abi3,
+# That is av 36 MB, PyNvVideoCodec 27 MB, nvImageCodec 25 MB, nvJPEG 3.7 MB (checked 2026-11: av-18.1.0-cp311-abi3,
 # pynvvideocodec-2.2.4-cp312, nvidia_nvimgcodec_cu13-0.9.0.20-py3-none; all manylinux_2_28_x86_64).
 # Together they exceed the device tool's 64 MiB per run, so carry them in two back-to-back runs
 # (ignored folders stay on a warm machine between runs):
