@@ -1,4 +1,10 @@
-"""Image front-end: torchvision.io's image functions, validated here and dispatched to a backend."""
+"""Image front-end: torchvision.io's image functions, validated here and dispatched to a backend.
+
+The pixel semantics (what each :class:`ImageReadMode` gives for each kind of file) are those of
+the CPU backend, ``cpu_fallback._image``, whose docstring also lists where they knowingly differ
+from torchvision's. Error types and messages follow torchvision's (``RuntimeError`` subclasses
+with its wording, e.g. "Image is incomplete or truncated"), without its C++ file/line prefix.
+"""
 
 from __future__ import annotations
 
@@ -134,11 +140,18 @@ def decode_image(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED
 
     Returns:
         ``Tensor[C, H, W]`` uint8 (uint16 for 16-bit PNGs; ``Tensor[N, C, H, W]`` for an animated
-        GIF) on ``device``, or a list of them for a list input.
+        GIF) on ``device``, or a list of them for a list input. On the CPU it is a channels-first
+        view of channels-last memory; 2- and 3-channel images keep Pillow's 4-byte pixel stride
+        (call ``.contiguous()`` for packed memory).
 
     Raises:
         UnsupportedFormatError: the data is not one of the supported formats.
         DecodeError: the data is corrupt or truncated (a ``RuntimeError``, like torchvision's).
+        MediaFileNotFoundError: a path does not exist (a ``FileNotFoundError``).
+
+    Unlike torchvision's, ``bytes`` are taken as encoded data (torchvision reads them as a file
+    name), lists are accepted, and every mode is honoured for every format (torchvision refuses
+    the alpha modes for JPEGs and ignores the mode for GIFs).
     """
     return _decode(input, mode, apply_exif_orientation, device, backend, on_error, _ALL_FORMATS)
 
@@ -150,7 +163,12 @@ def decode_jpeg(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
 
     Returns:
         ``Tensor[C, H, W]`` uint8 (C is 1 for grayscale, 3 for colour, 4 for CMYK in ``UNCHANGED``),
-        or a list of them.
+        or a list of them. CMYK comes as the file stores it (inverted for Adobe files), like
+        torchvision; ``GRAY`` is libjpeg's own luma. ``GRAY_ALPHA``/``RGB_ALPHA`` add an opaque
+        alpha (torchvision raises for them).
+
+    Raises:
+        ValueError: ``input`` is an empty list ("Input list must contain at least one element").
     """
     return _decode(input, mode, apply_exif_orientation, device, backend, on_error, ("jpeg",))
 
@@ -158,21 +176,35 @@ def decode_jpeg(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
 def decode_png(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
                apply_exif_orientation: bool = False, *, device: DeviceLike = "cpu",
                backend: str | None = None) -> Any:
-    """Decode a PNG. 16-bit PNGs give ``Tensor[C, H, W] uint16``, others uint8.
+    """Decode a PNG. 16-bit PNGs give ``Tensor[C, H, W] uint16`` with their exact values, others uint8.
 
-    In ``UNCHANGED`` mode a palette PNG gives its palette indices, ``Tensor[1, H, W]``.
+    In ``UNCHANGED`` mode a palette PNG gives its palette indices, ``Tensor[1, H, W]``, a 1-bit PNG
+    gives 0/255, and a transparency chunk (tRNS) is ignored; the ``*_ALPHA`` modes turn it into
+    alpha at every bit depth (torchvision ignores it for gray and 16-bit images, and gives a wrong
+    alpha for palette PNGs without one and for 1-bit PNGs; gpuvio gives 255 there).
+    ``GRAY`` uses Pillow's fixed ITU-R 601-2 luma weights (libpng's rounding differs by 1, and it
+    takes other weights from a cHRM chunk).
     """
     return _decode(input, mode, apply_exif_orientation, device, backend, "raise", ("png",))
 
 
 def decode_gif(input: Any, *, device: DeviceLike = "cpu") -> Any:
-    """Decode a GIF: ``Tensor[3, H, W]`` uint8 for one frame, ``Tensor[N, 3, H, W]`` for an animation."""
+    """Decode a GIF into RGB, as Pillow composites its frames.
+
+    Returns:
+        ``Tensor[3, H, W]`` uint8 for a single frame, ``Tensor[N, 3, H, W]`` (channels-last
+        memory) for an animation. ``decode_image`` gives the same for GIFs in ``UNCHANGED``.
+    """
     return _decode(input, ImageReadMode.UNCHANGED, False, device, None, "raise", ("gif",))
 
 
 def decode_webp(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED, *,
                 device: DeviceLike = "cpu") -> Any:
-    """Decode a WebP (its first frame): ``Tensor[C, H, W]`` uint8, C = 3 or 4."""
+    """Decode a WebP (its first frame): ``Tensor[C, H, W]`` uint8.
+
+    C is 3 or 4 in ``UNCHANGED`` (4 when the file has alpha); other modes convert (torchvision
+    ignores ``GRAY`` for WebP and returns colour).
+    """
     return _decode(input, mode, False, device, None, "raise", ("webp",))
 
 
@@ -227,6 +259,11 @@ def encode_jpeg(input: Any, quality: int = 75) -> Any:
 
     Returns:
         ``Tensor[N] uint8`` of JPEG bytes (a list for a list input), on the input's device.
+
+    Raises:
+        ValueError: quality outside 1..100, an empty list, or an image with no pixels.
+        RuntimeError: a tensor that is not uint8 ``[C, H, W]`` with C = 1 or 3 (torchvision's
+            messages, e.g. "The number of channels should be 1 or 3, got: 4").
     """
     quality = _check_quality(quality)
     batch = isinstance(input, (list, tuple))
@@ -255,7 +292,11 @@ def encode_png(input: torch.Tensor, compression_level: int = 6) -> torch.Tensor:
         compression_level: zlib level 0 (none, fastest) .. 9 (smallest), default 6.
 
     Returns:
-        ``Tensor[N] uint8`` of PNG bytes, on the CPU.
+        ``Tensor[N] uint8`` of PNG bytes, on the CPU. Decoding them gives ``input`` back exactly.
+
+    Raises:
+        RuntimeError: compression level outside 0..9, or a tensor that is not uint8 ``[C, H, W]``
+            with C = 1 or 3 (torchvision's messages).
     """
     level = _check_compression(compression_level)
     image = _check_encodable(input)

@@ -177,7 +177,7 @@ def _generated_images() -> dict[str, bytes]:
         "png_palette.png": _encode(palette, "PNG"),
         "png_palette_trns.png": _encode(palette_trns, "PNG", transparency=3),
         "png_gray_trns.png": _encode(gray_trns, "PNG", transparency=17),
-        "png_rgb_trns.png": _encode(rgb, "PNG", transparency=(10, 20, 30)),
+        "png_rgb_trns.png": _encode(rgb, "PNG", transparency=tuple(int(v) for v in np.array(rgb)[5, 5])),
         "png_1bit.png": _encode(Image.fromarray(_noise(33, 35, 1)[:, :, 0] > 128), "PNG"),
         "webp_lossless_rgb.webp": _encode(rgb, "WEBP", lossless=True),
         "webp_lossless_rgba.webp": _encode(rgba, "WEBP", lossless=True),
@@ -304,6 +304,25 @@ def test_16bit_png_exact_values(colour_type: int, interlaced: bool) -> None:
                 ImageReadMode.RGB: rgb, ImageReadMode.RGB_ALPHA: np.concatenate([rgb, alpha], -1)}
     for mode, want in expected.items():
         assert_same(gpuvio.decode_image(data, mode=mode), hwc_to_chw(want))
+
+
+@pytest.mark.parametrize("colour_type", [0, 2])
+def test_16bit_png_transparency_key(colour_type: int) -> None:
+    channels = _COLOUR_TYPES[colour_type]
+    pixels = np.random.default_rng(7).integers(0, 65536, (6, 9, channels), dtype=np.uint16)
+    pixels[2, 3] = pixels[4, 5] = pixels[0, 0]
+    key = pixels[0, 0].astype(">u2").tobytes()
+    plain = raw_png(pixels, colour_type)
+    trns = struct.pack(">I", len(key)) + b"tRNS" + key + struct.pack(">I", zlib.crc32(b"tRNS" + key))
+    data = plain[:33] + trns + plain[33:]
+    # UNCHANGED keeps the stored channels; the alpha modes make the key colour transparent
+    assert_same(gpuvio.decode_png(data), hwc_to_chw(pixels))
+    transparent = np.all(pixels == pixels[0, 0], axis=-1)
+    alpha = torch.from_numpy(np.where(transparent, 0, 65535).astype(np.uint16))
+    for mode in (ImageReadMode.GRAY_ALPHA, ImageReadMode.RGB_ALPHA):
+        decoded = gpuvio.decode_png(data, mode=mode)
+        assert_same(decoded[-1], alpha)
+    assert gpuvio.decode_png(data, mode=ImageReadMode.RGB).shape[0] == 3
 
 
 @pytest.mark.parametrize("parts", [

@@ -23,7 +23,8 @@ def _image(channels: int, height: int = 37, width: int = 53, seed: int = 0) -> t
     """``Tensor[C, H, W] uint8`` of smooth noise (JPEG-like content, not flat colour)."""
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 256, (height // 3 + 1, width // 3 + 1, channels), dtype=np.uint8)
-    fine = coarse.repeat(3, 0).repeat(3, 1)[:height, :width].astype(int) + rng.integers(-9, 10, (height, width, channels))
+    fine = coarse.repeat(3, 0).repeat(3, 1)[:height, :width].astype(int)
+    fine += rng.integers(-9, 10, (height, width, channels))
     return torch.from_numpy(np.clip(fine, 0, 255).astype(np.uint8)).permute(2, 0, 1).contiguous()
 
 
