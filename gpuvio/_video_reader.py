@@ -31,9 +31,13 @@ def _parse_stream(stream: Any) -> tuple[str, int]:
 class VideoReader:
     """Frame-by-frame reading of one stream of a video file, with precise seeking.
 
-    Iterating gives ``{"data": frame, "pts": seconds}`` dicts. Video frames are
-    ``Tensor[C, H, W] uint8`` RGB on ``device``; audio frames are ``Tensor[S, K] float32`` (S
-    samples of K channels, in [-1, 1]). ``pts`` is a float in seconds.
+    Iterating gives ``{"data": frame, "pts": seconds}`` dicts, in display order. Video frames
+    are ``Tensor[C, H, W] uint8`` RGB on ``device`` (each at its own size, should the size
+    change mid-stream); audio frames are ``Tensor[S, K] float32`` (S samples of K channels, in
+    [-1, 1]). ``pts`` is a float in seconds. Seeking is precise even where the container's own
+    seek lands late (B-frames indexed by dts, HEVC open GOPs): the reader checks and seeks
+    further back. A raw elementary stream (no timestamps, no seeking) is read from its start,
+    its frames numbered at the stream's frame rate.
 
     Example::
 
@@ -46,7 +50,8 @@ class VideoReader:
         src: path, bytes or ``Tensor[N] uint8`` of the encoded file (``path=`` is accepted too).
         stream: ``"video"`` (default), ``"audio"``, or ``"video:N"`` / ``"audio:N"`` for the N-th
             stream of that type.
-        num_threads: decoder threads; 0 (default) lets FFmpeg choose.
+        num_threads: decoder threads; 0 (default): the CPU backend decodes on one thread and
+            converts colours on the others.
         device: where frames go: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
         backend: force a backend by name.
 
