@@ -165,9 +165,13 @@ def _decode_into_tensor(im: Any) -> torch.Tensor | None:
     Pillow then writes its pixels straight into tensor memory: no zero-filled allocation of its
     own and no copy afterwards. Returns None (and changes nothing) where that is not possible.
     """
-    from PIL import Image
+    from PIL import Image, ImageFile
 
     if im.mode not in _MAPPABLE or len(im.tile) != 1:
+        return None
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # Pillow may then stop short of the last rows; its own zero-filled memory is safer than
+        # uninitialised tensor memory there
         return None
     width, height = im.size
     pixel = 1 if im.mode in ("L", "P") else 4

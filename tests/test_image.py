@@ -199,6 +199,18 @@ def test_decode_generated_images_equal_pillow(name: str, mode: ImageReadMode) ->
                     expected)
 
 
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
+def test_pillows_own_memory_path_gives_the_same_pixels(monkeypatch: pytest.MonkeyPatch,
+                                                       mode: ImageReadMode) -> None:
+    # with LOAD_TRUNCATED_IMAGES set, JPEG/PNG are not decoded straight into tensor memory
+    from PIL import ImageFile
+
+    direct = {n: gpuvio.decode_image(d, mode=mode) for n, d in GENERATED.items()}
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    for name, data in GENERATED.items():
+        assert_same(gpuvio.decode_image(data, mode=mode), direct[name])
+
+
 def test_one_bit_png_gives_0_and_255() -> None:
     image = gpuvio.decode_image(GENERATED["png_1bit.png"])
     assert image.shape[0] == 1
