@@ -26,6 +26,7 @@ __all__ = [
     "RgbConverter",
     "audio_to_float",
     "conversion_pool",
+    "converter_for",
     "frame_to_rgb",
     "open_container",
 ]
@@ -158,19 +159,25 @@ class RgbConverter:
         return out
 
 
-_converters: dict[str | None, RgbConverter] = {}
+_converters: dict[str, RgbConverter] = {}
 
 
-def frame_to_rgb(frame: Any, codec: str | None = None) -> np.ndarray:
+def converter_for(codec: str | None) -> RgbConverter:
+    """The shared converter for a codec's streams: its per-thread swscale contexts are reused
+    from call to call (worth it for many short clips: setting one up costs about a frame)."""
+    key = codec or ""
+    converter = _converters.get(key)
+    if converter is None:
+        converter = _converters.setdefault(key, RgbConverter(codec))
+    return converter
+
+
+def frame_to_rgb(frame: Any, codec: str | None = "h264") -> np.ndarray:
     """``ndarray[H, W, 3] uint8`` RGB of a decoded video frame, by gpuvio's colour policy.
 
-    ``codec`` is the decoder's name (it sets the chroma siting); by default the frame's stream
-    is not known, and H.264's siting is assumed.
+    ``codec`` is the decoder's name (it sets the chroma siting); H.264's by default.
     """
-    converter = _converters.get(codec)
-    if converter is None:
-        converter = _converters.setdefault(codec, RgbConverter(codec or "h264"))
-    return converter.to_array(frame)
+    return converter_for(codec).to_array(frame)
 
 
 class FrameStack:

@@ -36,6 +36,7 @@ from ._frames import (
     audio_to_float,
     conversion_pool,
     conversion_workers,
+    converter_for,
     open_container,
 )
 
@@ -279,7 +280,7 @@ def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout
                        reopen: Callable[[], Any] | None = None) -> torch.Tensor:
     """The selected frames of ``stream`` as ``Tensor[T, H, W, 3]`` (or ``[T, 3, H, W]``) uint8,
     converted as they come."""
-    conversions = _Conversions(RgbConverter(stream.codec_context.name), layout)
+    conversions = _Conversions(converter_for(stream.codec_context.name), layout)
     reserve_front = start > 0  # slot 0 waits for the frame before start, if it turns out needed
     capacity = _capacity_hint(stream, start, end) + int(reserve_front)
     slots: dict[int, int] = {}

@@ -24,7 +24,7 @@ import torch
 
 from gpuvio._errors import DecodeError, InvalidArgumentError
 
-from ._frames import FrameStack, RgbConverter, audio_to_float, conversion_pool, open_container
+from ._frames import FrameStack, audio_to_float, conversion_pool, converter_for, open_container
 from ._video import PtsFiller, _Conversions, _divx_flag, stream_index
 
 __all__ = ["FrameIndex", "PyAVVideoSource", "stream_metadata"]
@@ -230,7 +230,7 @@ class PyAVVideoSource:
         self._time_base = stream.time_base
         self._reorder = _REORDER_WINDOW if stream.type == "video" and _divx_flag(stream) == b"p" else 0
         if stream.type == "video":
-            self._converter = RgbConverter(stream.codec_context.name)
+            self._converter = converter_for(stream.codec_context.name)
             if self._num_threads:
                 stream.thread_type = "AUTO"
                 stream.codec_context.thread_count = self._num_threads
