@@ -182,6 +182,65 @@ def _seek_frames(container: Any, stream: Any, target_pts: int, reorder: int) -> 
     return None
 
 
+class _RandomAccess:
+    """The container ``get_frames_at`` decodes from, kept between calls with its position."""
+
+    def __init__(self, source: Any, stream_index: int, reorder: int) -> None:
+        self._source = source
+        self.stream_index = stream_index
+        self._reorder = reorder
+        self._container: Any = None
+        self._frames: _Frames | None = None
+        self._used = False  # whether the open container has been read or seeked
+        self.last: int | None = None  # pts of the last frame taken from self._frames
+
+    def _open(self) -> None:
+        if self._container is not None:
+            self._container.close()
+        self._container = open_container(self._source)
+        self._stream = self._container.streams[self.stream_index]
+        self._stream.thread_type = "SLICE"
+        self._used = False
+        self._frames, self.last = None, None
+
+    def declared_size(self) -> tuple[int, int]:
+        if self._container is None:
+            self._open()
+        return self._stream.codec_context.height, self._stream.codec_context.width
+
+    def frames_towards(self, target: int, keyframes: list[int]) -> _Frames:
+        """Frames that reach ``target``: the current ones when it lies ahead with no keyframe
+        in between, else from a new position."""
+        if self._container is None:
+            self._open()
+        last = self.last
+        k = bisect.bisect_right(keyframes, target) - 1
+        if self._frames is not None and last is not None and last < target and not (k >= 0 and keyframes[k] > last):
+            return self._frames
+        frames = None
+        if target > (self._stream.start_time or 0):
+            self._used = True  # _seek_frames seeks the container
+            frames = _seek_frames(self._container, self._stream, target, self._reorder)
+        if frames is None:
+            # from the very start: a fresh container (a seek there would skip what an edit
+            # list discards, which the first frames may depend on)
+            if self._used:
+                self._open()
+            frames = _Frames(self._container, self._stream, self._reorder, from_start=True)
+        self._used = True
+        self._frames, self.last = frames, None
+        return frames
+
+    def forget(self) -> None:
+        self._frames, self.last = None, None
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+        self._frames = None
+
+
 class PyAVVideoSource:
     """One open container and a current stream, decoded on demand with PyAV.
 
@@ -200,6 +259,7 @@ class PyAVVideoSource:
         self._fresh = True  # nothing read or seeked since the container was opened
         self._index: dict[int, FrameIndex] = {}
         self._ahead: deque[tuple[Any, float]] = deque()
+        self._random: _RandomAccess | None = None  # get_frames_at's own container
         self.set_stream(*stream)
 
     def _open(self) -> Any:
@@ -393,43 +453,26 @@ class PyAVVideoSource:
     def _decode_pts(self, wanted: list[int], index: FrameIndex) -> FrameStack:
         """Decode the frames with exactly these pts (sorted) into a stack, slot i = wanted[i].
 
-        Runs on a second container, so the sequential position is untouched. Seeks only when the
-        next wanted frame lies beyond a keyframe that has not been decoded yet.
+        Runs on a second container, kept between calls, so the sequential position is
+        untouched. Seeks only when the next wanted frame lies behind the decoder or beyond a
+        keyframe not decoded yet; otherwise decoding goes on from the last frame returned.
         """
         import av
 
-        keyframes = index.keyframes
-        container = open_container(self._source)
+        if self._random is None or self._random.stream_index != self._stream.index:
+            if self._random is not None:
+                self._random.close()
+            self._random = _RandomAccess(self._source, self._stream.index, self._reorder)
+        random = self._random
         conversions: _Conversions | None = None
         try:
-            stream = container.streams[self._stream.index]
-            stream.thread_type = "SLICE"
-            declared = (stream.codec_context.height, stream.codec_context.width)
+            declared = random.declared_size()
             conversions = _Conversions(self._converter, "CHW", declared if all(declared) else None)
-            frames: _Frames | None = None
-            last: int | None = None
-            used = False  # whether this container has been read or seeked yet
             i = 0
             while i < len(wanted):
                 target = wanted[i]
-                k = bisect.bisect_right(keyframes, target) - 1
-                if frames is None or last is None or (k >= 0 and keyframes[k] > last):
-                    frames = None
-                    if target > (stream.start_time or 0):
-                        used = True  # _seek_frames seeks this container
-                        frames = _seek_frames(container, stream, target, self._reorder)
-                    if frames is None:
-                        # from the very start: a fresh container (a seek there would skip what
-                        # an edit list discards, which the first frames may depend on)
-                        if used:
-                            container.close()
-                            container = open_container(self._source)
-                            stream = container.streams[self._stream.index]
-                            stream.thread_type = "SLICE"
-                        frames = _Frames(container, stream, self._reorder, from_start=True)
-                    used = True
-                for frame in frames:
-                    last = frame.pts
+                for frame in random.frames_towards(target, index.keyframes):
+                    random.last = frame.pts
                     if frame.pts < target:
                         continue
                     if frame.pts > target:
@@ -443,16 +486,18 @@ class PyAVVideoSource:
                     raise DecodeError(f"frames with pts {wanted[i:]} could not be decoded (end of stream)")
             conversions.finish()
         except BaseException as exc:
+            random.forget()  # start afresh next time
             if conversions is not None:
                 conversions.abort()  # every write ends before the stack is dropped
             if isinstance(exc, av.FFmpegError):
                 raise DecodeError(f"decoding failed: {exc}") from None
             raise
-        finally:
-            container.close()
         assert conversions.stack is not None
         return conversions.stack
 
     def close(self) -> None:
         self._ahead.clear()
+        if self._random is not None:
+            self._random.close()
+            self._random = None
         self._container.close()

@@ -257,6 +257,21 @@ def test_get_frames_at(parts: tuple[str, ...], generated: dict[str, Path]) -> No
             reader.get_frames_at(bad)
 
 
+@pytest.mark.parametrize("parts", [("generated", "h264"), ("torchcodec", "h265_video.mp4"),
+                                   ("torchvision", "videos", "hmdb51_Turnk_r_Pippi_Michel_cartwheel_f_cm_np2_le_med_6.avi")],
+                         ids=_id)
+def test_get_frames_at_across_calls(parts: tuple[str, ...], generated: dict[str, Path]) -> None:
+    # consecutive calls continue from where the last stopped, or go back: same frames either way
+    path = _path(parts, generated)
+    sequential = torch.stack([f["data"] for f in gpuvio.VideoReader(str(path))])
+    n = sequential.shape[0]
+    reader = gpuvio.VideoReader(str(path))
+    calls = [[i, i + 1] for i in range(0, n - 1, max(1, n // 7))]
+    calls += [[n - 1], [0], [n // 2], [n // 2], [n // 2 - 1, n // 2 + 1]]
+    for positions in calls:
+        assert torch.equal(reader.get_frames_at(positions), sequential[positions]), positions
+
+
 def test_random_access_leaves_the_sequential_position(generated: dict[str, Path]) -> None:
     path = generated["h264"]
     truth = Decoded(path)
