@@ -19,11 +19,12 @@ matches the CPU reference:
   Higher bit depths are scaled to 8 bits before the matrix (``value / 2**(bits - 8)``).
 
 The CPU backend gets this from FFmpeg's swscale (``BILINEAR | ACCURATE_RND | FULL_CHR_H_INT``),
-which computes the same formula in fixed point; the tests check that :func:`yuv_to_rgb` agrees
-with it to within 1 on real clips. Two cases where swscale departs from the policy are converted
-by the CPU backend with :func:`yuv_to_rgb` itself: odd frame sizes (swscale stretches the
-``ceil(W/2)`` chroma samples over ``W`` columns instead of keeping the 2:1 grid), so both backends
-agree exactly there too. Known gap: a stream that *signals* a non-default chroma location (e.g.
+which computes the same formula in fixed point; the tests (``tests/test_color.py``) check that
+:func:`yuv_to_rgb` agrees with it to within 1 on real clips (8-bit and 10-bit, 4:2:0/4:2:2/4:4:4,
+BT.601/709/2020, limited and full range, left- and centre-sited codecs). Where swscale departs
+from the policy, the CPU backend converts with :func:`yuv_to_rgb` itself: odd frame sizes
+(swscale stretches the ``ceil(W/2)`` chroma samples over ``W`` columns instead of keeping the
+2:1 grid, up to 9 levels off), so both backends agree exactly there too. Known gap: a stream that *signals* a non-default chroma location (e.g.
 x264 ``--chromaloc 2``, some HDR HEVC) is converted by swscale with the signalled siting, which
 PyAV does not expose; a GPU backend using :func:`chroma_siting` then differs on sharp chroma
 edges. GPU backends run :func:`yuv_to_rgb` (or a fused kernel checked against it) on the
