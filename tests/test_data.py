@@ -320,12 +320,23 @@ class CudaProbe(Dataset):
         return (*item, cuda_touched())
 
 
-def cuda_touched() -> bool:
-    """torch created a CUDA context, or a CUDA/NVIDIA codec library is mapped into this process."""
+_CUDA_LIBRARIES = ("libcuda.so", "libnvcuvid", "libnvjpeg", "libnvimgcodec", "libnvidia-encode")
+
+
+def _mapped_cuda_libraries() -> set[str]:
     with open("/proc/self/maps") as f:
         maps = f.read()
-    libraries = ("libcuda.so", "libnvcuvid", "libnvjpeg", "libnvimgcodec", "libnvidia-encode")
-    return torch.cuda.is_initialized() or any(lib in maps for lib in libraries)
+    return {lib for lib in _CUDA_LIBRARIES if lib in maps}
+
+
+# Libraries the test process itself had mapped when it forked the workers (another test may have
+# imported DALI or nvImageCodec in this process); a forked worker inherits those mappings.
+_INHERITED: set[str] = set()
+
+
+def cuda_touched() -> bool:
+    """torch created a CUDA context, or a CUDA/NVIDIA codec library was mapped by this process."""
+    return torch.cuda.is_initialized() or bool(_mapped_cuda_libraries() - _INHERITED)
 
 
 def expected_batches(ds: VideoClipDataset, batch_size: int) -> list[torch.Tensor]:
@@ -336,6 +347,8 @@ def expected_batches(ds: VideoClipDataset, batch_size: int) -> list[torch.Tensor
 def test_fork_workers_decode_like_direct_decoding(clips):
     ds = dataset_of(clips, clip_len=4, step=4, frame_rate=12.5)
     expected = expected_batches(ds, 3)
+    _INHERITED.clear()
+    _INHERITED.update(_mapped_cuda_libraries())
     loader = DataLoader(CudaProbe(ds), batch_size=3, num_workers=2, multiprocessing_context="fork",
                         collate_fn=collate)
     got = list(loader)
@@ -351,6 +364,8 @@ def test_device_loader_cpu_matches_worker_decoding_fork(clips):
     decoded = dataset_of(clips, clip_len=4, step=4, frame_rate=12.5)
     encoded = dataset_of(clips, clip_len=4, step=4, frame_rate=12.5, decode=False)
     expected = expected_batches(decoded, 3)
+    _INHERITED.clear()
+    _INHERITED.update(_mapped_cuda_libraries())
     raw = DataLoader(CudaProbe(encoded), batch_size=3, num_workers=2, multiprocessing_context="fork",
                      collate_fn=collate)
     batches = list(DeviceLoader(raw, device="cpu"))
