@@ -4,8 +4,12 @@ This is the reference behaviour every image backend reproduces:
 
 * Output is ``Tensor[C, H, W]``: uint8, or uint16 for 16-bit PNGs. Like torchvision's, it is a
   channels-first *view* of channels-last memory. Unlike torchvision's, a 2- or 3-channel result
-  views Pillow's 4-byte pixels (stride ``(1, 4 * W, 4)``): no packing copy is made.
+  from Pillow views its 4-byte pixels (stride ``(1, 4 * W, 4)``): no packing copy is made.
   ``.contiguous()`` gives packed memory when that matters.
+* Speed: Pillow decodes JPEGs and PNGs straight into tensor memory. When the optional
+  ``simplejpeg`` package is installed, clean JPEGs are decoded by libjpeg-turbo into packed
+  memory instead (same pixels, checked by the tests; as fast as torchvision's decoder), and
+  everything unusual still goes through Pillow.
 * ``UNCHANGED`` keeps the file's channels: gray 1, gray+alpha 2, RGB 3, RGBA or CMYK 4; a palette
   PNG gives its palette indices; a 1-bit PNG gives 0/255; a GIF gives RGB. PNG transparency
   chunks (tRNS) are ignored in ``UNCHANGED``, as libpng does there, and honoured by the
@@ -213,6 +217,56 @@ def _prepare_jpeg(im: Any, mode: ImageReadMode) -> None:
         # libjpeg-turbo writes Pillow's 4-byte RGBX pixels itself (identical colour conversion),
         # which saves Pillow unpacking every RGB pixel: about 10% of a 1080p decode
         _set_rawmode(im, "RGBX")
+
+
+# --------------------------------------------------------------------------- libjpeg-turbo direct
+
+@functools.lru_cache(maxsize=1)
+def _simplejpeg() -> Any:
+    """The optional ``simplejpeg`` module (libjpeg-turbo with packed output), or None."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    return simplejpeg
+
+
+# (file colour space, mode) -> libjpeg output colour space, where the result is pixel for pixel
+# the one the Pillow path gives (both are libjpeg-turbo with its default, exact settings)
+_TURBO_OUTPUT = {
+    ("Gray", ImageReadMode.UNCHANGED): "GRAY", ("Gray", ImageReadMode.GRAY): "GRAY",
+    ("Gray", ImageReadMode.RGB): "RGB",
+    ("YCbCr", ImageReadMode.UNCHANGED): "RGB", ("YCbCr", ImageReadMode.GRAY): "GRAY",
+    ("YCbCr", ImageReadMode.RGB): "RGB", ("YCbCr", ImageReadMode.RGB_ALPHA): "RGBA",
+    ("RGB", ImageReadMode.UNCHANGED): "RGB", ("RGB", ImageReadMode.GRAY): "GRAY",
+    ("RGB", ImageReadMode.RGB): "RGB", ("RGB", ImageReadMode.RGB_ALPHA): "RGBA",
+    ("CMYK", ImageReadMode.UNCHANGED): "CMYK",
+}
+
+
+def _decode_jpeg_turbo(data: memoryview, mode: ImageReadMode) -> torch.Tensor | None:
+    """A JPEG decoded by libjpeg-turbo straight into packed ``Tensor[C, H, W]`` memory, or None.
+
+    Used when the optional ``simplejpeg`` package is installed: it skips Pillow's per-scanline
+    copy and 4-byte pixels, which makes a 1080p decode ~15% faster, and gives torchvision's
+    packed channels-last layout. Only clean files in the cases of ``_TURBO_OUTPUT`` take this
+    path; anything else (other modes, warnings from libjpeg, damaged data, sizes over Pillow's
+    decompression-bomb limit) returns None and goes through Pillow, which stays the reference.
+    """
+    simplejpeg = _simplejpeg()
+    if simplejpeg is None:
+        return None
+    from PIL import Image
+
+    try:
+        height, width, colour_space, _ = simplejpeg.decode_jpeg_header(data)
+        output = _TURBO_OUTPUT.get((colour_space, mode))
+        if output is None or (Image.MAX_IMAGE_PIXELS is not None and width * height > Image.MAX_IMAGE_PIXELS):
+            return None
+        hwc = simplejpeg.decode_jpeg(data, colorspace=output, fastdct=False, fastupsample=False, strict=True)
+    except (ValueError, MemoryError):
+        return None
+    return torch.from_numpy(hwc).permute(2, 0, 1)
 
 
 # --------------------------------------------------------------------------- errors
@@ -442,6 +496,12 @@ def decode(data: memoryview, fmt: str, mode: ImageReadMode, apply_exif_orientati
         bit_depth, colour_type = _check_png(data)
         if bit_depth == 16:
             image = _convert16(_decode_png16(data, colour_type, mode), mode)
+            if apply_exif_orientation:
+                image = apply_orientation(image, exif_orientation(data))
+            return image
+    if fmt == "jpeg":
+        image = _decode_jpeg_turbo(data, mode)
+        if image is not None:
             if apply_exif_orientation:
                 image = apply_orientation(image, exif_orientation(data))
             return image

@@ -141,8 +141,8 @@ def decode_image(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED
     Returns:
         ``Tensor[C, H, W]`` uint8 (uint16 for 16-bit PNGs; ``Tensor[N, C, H, W]`` for an animated
         GIF) on ``device``, or a list of them for a list input. On the CPU it is a channels-first
-        view of channels-last memory; 2- and 3-channel images keep Pillow's 4-byte pixel stride
-        (call ``.contiguous()`` for packed memory).
+        view of channels-last memory; 2- and 3-channel images decoded by Pillow keep its 4-byte
+        pixel stride (call ``.contiguous()`` for packed memory).
 
     Raises:
         UnsupportedFormatError: the data is not one of the supported formats.

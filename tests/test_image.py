@@ -211,6 +211,25 @@ def test_pillows_own_memory_path_gives_the_same_pixels(monkeypatch: pytest.Monke
         assert_same(gpuvio.decode_image(data, mode=mode), direct[name])
 
 
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
+def test_libjpeg_turbo_path_equals_the_pillow_path(monkeypatch: pytest.MonkeyPatch, mode: ImageReadMode) -> None:
+    # the optional simplejpeg fast path must give the Pillow path's pixels, bit for bit
+    pytest.importorskip("simplejpeg", reason="the optional simplejpeg package is not installed")
+    from cpu_fallback import _image
+
+    sources = [d for n, d in GENERATED.items() if n.endswith(".jpg")]
+    for name in ("logos/rgb_pytorch.jpg", "logos/gray_pytorch.jpg", "logos/cmyk_pytorch.jpg",
+                 "grace_hopper_517x606.jpg"):
+        sources.append(media_path("torchvision", "images", *name.split("/")).read_bytes())
+    taken = [_image._decode_jpeg_turbo(memoryview(d), mode) is not None for d in sources]
+    fast = [gpuvio.decode_image(d, mode=mode) for d in sources]
+    monkeypatch.setattr(_image, "_decode_jpeg_turbo", lambda data, mode: None)
+    for data, image in zip(sources, fast):
+        assert_same(image, gpuvio.decode_image(data, mode=mode))
+    if mode is not ImageReadMode.GRAY_ALPHA:
+        assert any(taken)
+
+
 def test_one_bit_png_gives_0_and_255() -> None:
     image = gpuvio.decode_image(GENERATED["png_1bit.png"])
     assert image.shape[0] == 1
