@@ -118,7 +118,8 @@ def decode_image(input: torch.Tensor | bytes | str | os.PathLike[str],
 @overload
 def decode_image(input: Sequence[torch.Tensor | bytes | str | os.PathLike[str]],
                  mode: ImageReadMode | str = ..., apply_exif_orientation: bool = ..., *,
-                 device: DeviceLike = ..., backend: str | None = ..., on_error: OnError = ...) -> list[torch.Tensor]: ...
+                 device: DeviceLike = ..., backend: str | None = ...,
+                 on_error: OnError = ...) -> list[torch.Tensor]: ...
 
 
 def decode_image(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
