@@ -58,14 +58,28 @@ def _format_error(data: memoryview, allowed: tuple[ImageFormat, ...]) -> GpuvioE
         f"(the data starts with {bytes(data[:8])!r}).")
 
 
+def _check_gif_webp_tensor(source: Any) -> None:
+    """torchvision's own wording for bad tensors given to decode_gif / decode_webp."""
+    if isinstance(source, torch.Tensor):
+        if source.dtype != torch.uint8:
+            raise InvalidInputTypeError(f"Input tensor must have uint8 data type, got {source.dtype}")
+        if source.dim() != 1:
+            raise InvalidArgumentError(f"Input tensor must be 1-dimensional, got shape {tuple(source.shape)}")
+
+
 def _prepare(source: Any, allowed: tuple[ImageFormat, ...]) -> tuple[memoryview, str] | GpuvioError:
     """(bytes, format) of one input, or the per-image error to raise or skip."""
-    if isinstance(source, (str, os.PathLike)):
-        data = memoryview(read_file(source).numpy())
-        if data.nbytes == 0:
-            return DecodeError(f"the file {os.fspath(source)!r} is empty")
-    else:
-        data = encoded_view(source, what="input")
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            data = memoryview(read_file(source).numpy())
+            if data.nbytes == 0:
+                return DecodeError(f"the file {os.fspath(source)!r} is empty")
+        else:
+            if allowed in (("gif",), ("webp",)):
+                _check_gif_webp_tensor(source)
+            data = encoded_view(source, what="input")
+    except GpuvioError as exc:  # per image, so that a batch can name or skip it
+        return exc
     fmt = sniff_image_format(data)
     if fmt is None or fmt not in allowed:
         return _format_error(data, allowed)

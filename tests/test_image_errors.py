@@ -84,8 +84,14 @@ def test_truncated_png_made_here() -> None:
 
 
 def test_decode_rejects_bad_tensors() -> None:
-    for decode in (gpuvio.decode_jpeg, gpuvio.decode_png, gpuvio.decode_image, gpuvio.decode_gif,
-                   gpuvio.decode_webp):
+    for decode in (gpuvio.decode_gif, gpuvio.decode_webp):  # torchvision words these differently
+        with pytest.raises(RuntimeError, match="Input tensor must be 1-dimensional"):
+            decode(torch.empty((100, 1), dtype=torch.uint8))
+        with pytest.raises(RuntimeError, match="Input tensor must have uint8 data type"):
+            decode(torch.empty((100,), dtype=torch.float16))
+        with pytest.raises(RuntimeError, match="Expected a non empty 1-dimensional tensor"):
+            decode(torch.empty((0,), dtype=torch.uint8))
+    for decode in (gpuvio.decode_jpeg, gpuvio.decode_png, gpuvio.decode_image):
         with pytest.raises(RuntimeError, match="Expected a non empty 1-dimensional tensor"):
             decode(torch.empty((100, 1), dtype=torch.uint8))
         with pytest.raises(RuntimeError, match="Expected a non empty 1-dimensional tensor"):
@@ -210,6 +216,18 @@ def test_batch_decode_skip_drops_bad_members_with_a_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(gpuvio.decode_jpeg(good, on_error="skip")) == 3
+
+
+def test_batch_members_that_are_not_images_are_named_or_skipped(tmp_path: Path) -> None:
+    good = _u8(_jpeg_bytes())
+    missing = tmp_path / "missing.jpg"
+    with pytest.raises(FileNotFoundError, match=r"image 1 of 2: .*No such file or directory"):
+        gpuvio.decode_image([good, missing])
+    with pytest.raises(RuntimeError, match=r"image 0 of 2: Expected a torch.uint8 tensor"):
+        gpuvio.decode_image([good.float(), good])
+    with pytest.warns(RuntimeWarning, match="skipped 2 of 4"):
+        out = gpuvio.decode_image([missing, good, good, good.view(1, -1)], on_error="skip")
+    assert len(out) == 2
 
 
 def test_batch_decode_gives_lists() -> None:
