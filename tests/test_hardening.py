@@ -138,22 +138,29 @@ def test_threads_get_single_thread_results(generated):
 
 
 def _decode_in_child(path: str, queue) -> None:
+    # numpy for the checksum: a torch reduction here would use the OpenMP pool, which libgomp
+    # cannot use in a child forked from a process that already had one (a torch limitation)
     frames = gpuvio.read_video(path, pts_unit="sec")[0]
-    queue.put((tuple(frames.shape), int(frames.sum())))
+    queue.put((tuple(frames.shape), int(frames.numpy().sum(dtype="int64"))))
 
 
 def test_decoding_after_fork_works(generated):
     if "fork" not in multiprocessing.get_all_start_methods():
         pytest.skip("fork is not available on this platform")
-    path = str(generated["h264_noaudio"])
+    # frames large enough that any intra-op-parallel torch copy inside gpuvio would use OpenMP
+    path = str(generated["h264"])
     frames = gpuvio.read_video(path, pts_unit="sec")[0]  # the parent's worker threads now exist
+    torch.ones(1 << 20).sum()  # and so does torch's OpenMP pool
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_decode_in_child, args=(path, queue))
     child.start()
     child.join(120)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("decoding in a forked child hung")
     assert child.exitcode == 0
-    assert queue.get(timeout=5) == (tuple(frames.shape), int(frames.sum()))
+    assert queue.get(timeout=5) == (tuple(frames.shape), int(frames.numpy().sum(dtype="int64")))
 
 
 def test_failed_video_write_keeps_the_existing_file(tmp_path):
