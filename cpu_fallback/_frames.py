@@ -37,13 +37,16 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _reset_pool_after_fork() -> None:
-    # A forked child inherits the executor object but none of its threads.
-    global _pool
+def _reset_after_fork() -> None:
+    # A forked child inherits the executor object but none of its threads, and possibly a lock
+    # held by a thread that no longer exists; swscale contexts are made afresh too.
+    global _pool, _pool_lock
     _pool = None
+    _pool_lock = threading.Lock()
+    _converters.clear()
 
 
-os.register_at_fork(after_in_child=_reset_pool_after_fork)
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def conversion_workers() -> int:
