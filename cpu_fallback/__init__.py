@@ -50,8 +50,11 @@ class CpuBackend(Backend):
         return _image.encode_png(image.cpu(), compression_level)
 
     def read_video(self, source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str,
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        video, audio, info = _video.read_video(source, start_pts, end_pts, pts_unit)
+                   device: torch.device, output_format: str = "THWC"
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        # TCHW is written planar straight away: contiguous, and cheaper than converting to packed RGB
+        layout = "CHW" if output_format == "TCHW" else "HWC"
+        video, audio, info = _video.read_video(source, start_pts, end_pts, pts_unit, layout)
         if device.type != "cpu":
             video = video.to(device)
         return video, audio, info

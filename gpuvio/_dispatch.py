@@ -67,7 +67,8 @@ class Backend:
         raise NotImplementedError
 
     def read_video(self, source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str,
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+                   device: torch.device, output_format: Literal["THWC", "TCHW"] = "THWC"
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         raise NotImplementedError
 
     def read_video_timestamps(self, source: Any, *, pts_unit: str) -> tuple[list[Any], float | None]:

@@ -86,33 +86,10 @@ def read_video(filename: Source, start_pts: float | Fraction = 0,
             f"end_pts should be larger than start_pts, got start_pts={start_pts} and end_pts={end_pts}")
     source = resolve_source(filename, what="filename")
     chosen, target = select_backend("read_video", device, backend)
-    if fmt == "TCHW" and _takes_output_format(chosen):
-        # the backend writes planar frames directly: contiguous, and no interleaving to undo
-        return chosen.read_video(source, start_pts=start_pts, end_pts=end, pts_unit=pts_unit,
-                                 device=target, output_format="TCHW")
-    vframes, aframes, info = chosen.read_video(source, start_pts=start_pts, end_pts=end,
-                                               pts_unit=pts_unit, device=target)
-    if fmt == "TCHW":
-        vframes = vframes.permute(0, 3, 1, 2)
-    return vframes, aframes, info
-
-
-_OUTPUT_FORMAT_SUPPORT: dict[type, bool] = {}
-
-
-def _takes_output_format(backend: Any) -> bool:
-    """Whether ``backend.read_video`` accepts ``output_format=`` (an optional backend feature)."""
-    kind = type(backend)
-    known = _OUTPUT_FORMAT_SUPPORT.get(kind)
-    if known is None:
-        import inspect
-
-        try:
-            known = "output_format" in inspect.signature(backend.read_video).parameters
-        except (TypeError, ValueError):
-            known = False
-        _OUTPUT_FORMAT_SUPPORT[kind] = known
-    return known
+    # TCHW is the backend's job: the CPU backend writes planar frames directly (contiguous, and
+    # no interleaving to undo)
+    return chosen.read_video(source, start_pts=start_pts, end_pts=end, pts_unit=pts_unit,
+                             device=target, output_format=fmt)
 
 
 def read_video_timestamps(filename: Source, pts_unit: PtsUnit = "pts", *,

@@ -199,9 +199,12 @@ class NvdecBackend(Backend):
         return video, aframes, info
 
     def read_video(self, source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str,
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+                   device: torch.device, output_format: str = "THWC"
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         video, aframes, info = self._read(source, start_pts, end_pts, pts_unit, device)
         assert aframes is not None
+        if output_format == "TCHW":
+            video = video.permute(0, 3, 1, 2)
         return video, aframes, info
 
     def read_videos(self, sources: Sequence[Any], *, start_pts: Any, end_pts: Any, pts_unit: str,
