@@ -60,6 +60,8 @@ def _name(source: Any) -> str:
 
 def _divx_flag(stream: Any) -> bytes | None:
     """The DivX build flag from the extradata (b"p" marks packed B-frames), or None if absent."""
+    if stream.codec_context is None:  # no decoder for this codec
+        return None
     extradata = stream.codec_context.extradata
     if not extradata or b"DivX" not in extradata:
         return None
@@ -363,7 +365,10 @@ def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str, layout:
                       RuntimeWarning, stacklevel=3)
         return video, _empty_audio(), info
     with container:
-        if container.streams.video:
+        if container.streams.video and container.streams.video[0].codec_context is None:
+            warnings.warn(f"no decoder for the video stream of {_name(source)}; returning no frames",
+                          RuntimeWarning, stacklevel=3)
+        elif container.streams.video:
             vstream = container.streams.video[0]
             vstream.thread_type = DECODER_THREAD_TYPE
             start, end = start_pts, end_pts
@@ -374,7 +379,7 @@ def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str, layout:
                                        reopen=lambda: open_container(source))
             if vstream.average_rate is not None:
                 info["video_fps"] = float(vstream.average_rate)
-        if container.streams.audio:
+        if container.streams.audio and container.streams.audio[0].codec_context is not None:
             astream = container.streams.audio[0]
             start, end = start_pts, end_pts
             if pts_unit == "sec":

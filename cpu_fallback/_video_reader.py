@@ -286,6 +286,9 @@ class PyAVVideoSource:
         self._restart()
 
     def _configure(self, stream: Any) -> None:
+        if stream.codec_context is None:
+            raise DecodeError(f"FFmpeg has no decoder for {stream.type} stream {self._stream_number} "
+                              "of this file")
         self._stream = stream
         self._time_base = stream.time_base
         self._reorder = _REORDER_WINDOW if stream.type == "video" and _divx_flag(stream) == b"p" else 0
@@ -389,9 +392,14 @@ class PyAVVideoSource:
         key = self._stream.index
         index = self._index.get(key)
         if index is None:
-            with open_container(self._source) as container:
-                pts, keys = stream_index(container, container.streams[key],
-                                         reopen=lambda: open_container(self._source))
+            import av
+
+            try:
+                with open_container(self._source) as container:
+                    pts, keys = stream_index(container, container.streams[key],
+                                             reopen=lambda: open_container(self._source))
+            except av.FFmpegError as exc:
+                raise DecodeError(f"cannot index the frames of this stream: {exc}") from None
             tb = self._time_base
             seconds = [_seconds(p, tb) for p in pts]
             if len(pts) >= 2:
