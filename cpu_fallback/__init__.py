@@ -16,6 +16,7 @@ from gpuvio._dispatch import Backend
 from gpuvio._types import ImageReadMode
 
 from . import _image, _video
+from ._frames import parallel_map
 from ._video_reader import PyAVVideoSource
 
 __all__ = ["CpuBackend", "PyAVVideoSource"]
@@ -31,20 +32,23 @@ class CpuBackend(Backend):
 
     def decode_images(self, items: list[Any], *, mode: ImageReadMode, apply_exif_orientation: bool,
                       device: torch.device, on_error: str) -> list[Any]:
-        out: list[Any] = []
-        for data, fmt in items:
+        if len(items) == 1 and on_error == "raise":
+            image = _image.decode(items[0][0], items[0][1], mode, apply_exif_orientation)
+            return [image if device.type == "cpu" else image.to(device)]
+
+        def decode_one(item: tuple[Any, str]) -> Any:
             try:
-                image = _image.decode(data, fmt, mode, apply_exif_orientation)
+                return _image.decode(item[0], item[1], mode, apply_exif_orientation)
             except Exception as exc:  # handed to the front-end, which raises or skips
-                if on_error == "raise" and len(items) == 1:
-                    raise
-                out.append(exc)
-                continue
-            out.append(image if device.type == "cpu" else image.to(device))
+                return exc
+
+        out = parallel_map(decode_one, items)
+        if device.type != "cpu":
+            out = [o if isinstance(o, BaseException) else o.to(device) for o in out]
         return out
 
     def encode_jpeg(self, images: list[torch.Tensor], *, quality: int) -> list[torch.Tensor]:
-        return [_image.encode_jpeg(image.cpu(), quality) for image in images]
+        return parallel_map(lambda image: _image.encode_jpeg(image.cpu(), quality), images)
 
     def encode_png(self, image: torch.Tensor, *, compression_level: int) -> torch.Tensor:
         return _image.encode_png(image.cpu(), compression_level)

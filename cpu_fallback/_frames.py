@@ -13,7 +13,7 @@ import io
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -69,6 +69,34 @@ def conversion_pool() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(conversion_workers(), thread_name_prefix="gpuvio-rgb")
         return _pool
+
+
+def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[fn(x) for x in items]`` spread over the calling thread and the shared pool.
+
+    For work that releases the GIL (libjpeg, libpng, swscale). The caller takes part, so a
+    single-core machine or a one-item list costs no thread hand-off. An exception from ``fn``
+    propagates; callers that want per-item errors return them instead of raising.
+    """
+    results: list[Any] = [None] * len(items)
+    if len(items) < 2:
+        return [fn(x) for x in items]
+    order = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = next(order, None)
+            if i is None:
+                return
+            results[i] = fn(items[i])
+
+    helpers = [conversion_pool().submit(work) for _ in range(min(conversion_workers(), len(items) - 1))]
+    work()
+    for helper in helpers:
+        helper.result()
+    return results
 
 
 _ACCURATE: list[Any] = []

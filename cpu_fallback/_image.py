@@ -555,7 +555,9 @@ def _decode_gif(im: Any, mode: ImageReadMode, data: memoryview) -> torch.Tensor:
 def _to_pillow(image: torch.Tensor) -> Any:
     from PIL import Image
 
-    hwc = image.permute(1, 2, 0).contiguous().numpy()
+    # numpy, not torch, for the transposing copy: no intra-op thread pool (fork-safe, and no
+    # contention with the caller's threads); a channels-last view costs no copy at all
+    hwc = np.ascontiguousarray(image.numpy().transpose(1, 2, 0))
     if hwc.shape[2] == 1:
         return Image.fromarray(hwc[:, :, 0], "L")
     return Image.fromarray(hwc, "RGB")
