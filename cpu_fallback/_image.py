@@ -555,9 +555,16 @@ def _decode_gif(im: Any, mode: ImageReadMode, data: memoryview) -> torch.Tensor:
 def _to_pillow(image: torch.Tensor) -> Any:
     from PIL import Image
 
-    # numpy, not torch, for the transposing copy: no intra-op thread pool (fork-safe, and no
-    # contention with the caller's threads); a channels-last view costs no copy at all
-    hwc = np.ascontiguousarray(image.numpy().transpose(1, 2, 0))
+    hwc_view = image.permute(1, 2, 0)
+    if hwc_view.is_contiguous():  # e.g. a decoded image: channels-last memory already
+        hwc = hwc_view.numpy()
+    else:
+        # one plane at a time: a sequential copy per channel beats a strided transpose, and
+        # numpy uses no intra-op thread pool (fork-safe, no contention with the caller's threads)
+        chw = image.numpy()
+        hwc = np.empty((chw.shape[1], chw.shape[2], chw.shape[0]), dtype=np.uint8)
+        for channel in range(chw.shape[0]):
+            hwc[:, :, channel] = chw[channel]
     if hwc.shape[2] == 1:
         return Image.fromarray(hwc[:, :, 0], "L")
     return Image.fromarray(hwc, "RGB")
