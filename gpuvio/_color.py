@@ -90,29 +90,32 @@ def chroma_siting(codec: str | None) -> Siting:
     return "left" if name in _LEFT_SITED_CODECS else "center"
 
 
+# The upsampling helpers work on the last two dimensions, so a batch of planes [..., h, w]
+# converts in one go with the very same float operations as a single frame.
+
 def _upsample_rows(c: torch.Tensor, height: int) -> torch.Tensor:
     """Vertical 2x, chroma halfway between luma rows: weights 3/4 and 1/4."""
-    prev = torch.cat([c[:1], c[:-1]])
-    nxt = torch.cat([c[1:], c[-1:]])
-    out = torch.stack([0.75 * c + 0.25 * prev, 0.75 * c + 0.25 * nxt], dim=1)
-    return out.reshape(-1, c.shape[1])[:height]
+    prev = torch.cat([c[..., :1, :], c[..., :-1, :]], dim=-2)
+    nxt = torch.cat([c[..., 1:, :], c[..., -1:, :]], dim=-2)
+    out = torch.stack([0.75 * c + 0.25 * prev, 0.75 * c + 0.25 * nxt], dim=-2)
+    return out.reshape(*c.shape[:-2], -1, c.shape[-1])[..., :height, :]
 
 
 def _upsample_cols(c: torch.Tensor, width: int) -> torch.Tensor:
     """Horizontal 2x, chroma on the even luma columns: copy, then the mean of two neighbours."""
-    nxt = torch.cat([c[:, 1:], c[:, -1:]], dim=1)
-    out = torch.stack([c, 0.5 * (c + nxt)], dim=2)
-    return out.reshape(c.shape[0], -1)[:, :width]
+    nxt = torch.cat([c[..., 1:], c[..., -1:]], dim=-1)
+    out = torch.stack([c, 0.5 * (c + nxt)], dim=-1)
+    return out.reshape(*c.shape[:-1], -1)[..., :width]
 
 
 def _upsample_rows_cosited(c: torch.Tensor, height: int) -> torch.Tensor:
     """Vertical 2x, chroma on the even luma rows: copy, then the mean of two neighbours."""
-    return _upsample_cols(c.transpose(0, 1), height).transpose(0, 1)
+    return _upsample_cols(c.transpose(-1, -2), height).transpose(-1, -2)
 
 
 def _upsample_cols_centered(c: torch.Tensor, width: int) -> torch.Tensor:
     """Horizontal 2x, chroma halfway between luma columns: weights 3/4 and 1/4."""
-    return _upsample_rows(c.transpose(0, 1), width).transpose(0, 1)
+    return _upsample_rows(c.transpose(-1, -2), width).transpose(-1, -2)
 
 
 _VERTICAL = {"left": _upsample_rows, "center": _upsample_rows,
@@ -126,8 +129,9 @@ def yuv_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, *, matrix: Mat
     """Convert planar YUV to RGB by the policy above.
 
     Args:
-        y: ``Tensor[H, W]`` luma, uint8 (or int16/int32/uint16 holding ``bit_depth``-bit values).
-        u, v: ``Tensor[h, w]`` chroma planes; ``h`` is ``H`` or ``ceil(H/2)``, ``w`` is ``W`` or
+        y: ``Tensor[..., H, W]`` luma, uint8 (or int16/int32/uint16 holding ``bit_depth``-bit
+            values); leading dimensions, if any, are a batch.
+        u, v: ``Tensor[..., h, w]`` chroma planes; ``h`` is ``H`` or ``ceil(H/2)``, ``w`` is ``W`` or
             ``ceil(W/2)`` (4:4:4, 4:2:2 and 4:2:0 are all accepted).
         matrix: ``"bt601"``, ``"bt709"``, ``"bt2020"`` or ``"smpte240m"``.
         full_range: whether Y/U/V use the full range instead of the limited (studio) one.
@@ -135,19 +139,19 @@ def yuv_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, *, matrix: Mat
         siting: where the chroma samples sit (default ``"left"``); see :func:`chroma_siting`.
 
     Returns:
-        ``Tensor[H, W, 3]`` uint8 on the planes' device.
+        ``Tensor[..., H, W, 3]`` uint8 on the planes' device.
     """
     if siting not in _VERTICAL:
         raise InvalidArgumentError(f"siting must be one of {sorted(_VERTICAL)}; got {siting!r}")
-    height, width = y.shape
+    height, width = y.shape[-2:]
     scale = float(2 ** (bit_depth - 8))
     yf = y.to(torch.float32) / scale if scale != 1 else y.to(torch.float32)
     uf = u.to(torch.float32) / scale if scale != 1 else u.to(torch.float32)
     vf = v.to(torch.float32) / scale if scale != 1 else v.to(torch.float32)
-    if uf.shape[0] != height:
+    if uf.shape[-2] != height:
         rows = _VERTICAL[siting]
         uf, vf = rows(uf, height), rows(vf, height)
-    if uf.shape[1] != width:
+    if uf.shape[-1] != width:
         cols = _HORIZONTAL[siting]
         uf, vf = cols(uf, width), cols(vf, width)
     kr, kb = _COEFFICIENTS[matrix]

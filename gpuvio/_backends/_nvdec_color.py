@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .._color import _COEFFICIENTS, Matrix, Siting
+from .._color import _COEFFICIENTS, Matrix, Siting, yuv_to_rgb
 
 __all__ = ["KERNEL_SOURCE", "FusedNv12Kernel", "color_constants", "fused_kernel", "fused_kernel_status",
            "kernel_params", "nv12_batch_to_rgb"]
@@ -42,38 +42,6 @@ def color_constants(matrix: Matrix, full_range: bool, bit_depth: int) -> dict[st
         "b_u": 2.0 * (1.0 - kb),
         "full": float(bool(full_range)),
     }
-
-
-def _upsample_rows(c: torch.Tensor, height: int) -> torch.Tensor:
-    # [B, h, w] -> [B, 2h, w][:height]; the batched twin of gpuvio._color._upsample_rows
-    prev = torch.cat([c[:, :1], c[:, :-1]], dim=1)
-    nxt = torch.cat([c[:, 1:], c[:, -1:]], dim=1)
-    out = torch.stack([0.75 * c + 0.25 * prev, 0.75 * c + 0.25 * nxt], dim=2)
-    return out.reshape(c.shape[0], -1, c.shape[2])[:, :height]
-
-
-def _upsample_cols(c: torch.Tensor, width: int) -> torch.Tensor:
-    # [B, H, w] -> [B, H, 2w][..., :width]; the batched twin of gpuvio._color._upsample_cols
-    nxt = torch.cat([c[:, :, 1:], c[:, :, -1:]], dim=2)
-    out = torch.stack([c, 0.5 * (c + nxt)], dim=3)
-    return out.reshape(c.shape[0], c.shape[1], -1)[:, :, :width]
-
-
-def _upsample_rows_cosited(c: torch.Tensor, height: int) -> torch.Tensor:
-    # chroma on the even luma rows: copy, then the mean of two neighbours
-    return _upsample_cols(c.transpose(1, 2), height).transpose(1, 2)
-
-
-def _upsample_cols_centered(c: torch.Tensor, width: int) -> torch.Tensor:
-    # chroma halfway between luma columns: weights 3/4 and 1/4
-    return _upsample_rows(c.transpose(1, 2), width).transpose(1, 2)
-
-
-# siting -> (vertical, horizontal) upsampling, as in gpuvio._color
-_VERTICAL = {"left": _upsample_rows, "center": _upsample_rows,
-             "topleft": _upsample_rows_cosited, "top": _upsample_rows_cosited}
-_HORIZONTAL = {"left": _upsample_cols, "topleft": _upsample_cols,
-               "center": _upsample_cols_centered, "top": _upsample_cols_centered}
 
 
 def nv12_batch_to_rgb(nv12: torch.Tensor, *, matrix: Matrix = "bt601", full_range: bool = False,
@@ -96,38 +64,14 @@ def nv12_batch_to_rgb(nv12: torch.Tensor, *, matrix: Matrix = "bt601", full_rang
     y = nv12[:, :height]
     uv = nv12[:, height:].reshape(batch, rows - height, width // 2, 2)
     u, v = uv[..., 0], uv[..., 1]
-    # from here on, gpuvio._color.yuv_to_rgb's operations, with a leading batch dimension
-    scale = float(2 ** (bit_depth - 8))
-    yf = y.to(torch.float32) / scale if scale != 1 else y.to(torch.float32)
-    uf = u.to(torch.float32) / scale if scale != 1 else u.to(torch.float32)
-    vf = v.to(torch.float32) / scale if scale != 1 else v.to(torch.float32)
-    if siting not in _VERTICAL:
-        raise ValueError(f"siting must be one of {sorted(_VERTICAL)}; got {siting!r}")
-    if uf.shape[1] != height:
-        rows_up = _VERTICAL[siting]
-        uf, vf = rows_up(uf, height), rows_up(vf, height)
-    if uf.shape[2] != width:
-        cols_up = _HORIZONTAL[siting]
-        uf, vf = cols_up(uf, width), cols_up(vf, width)
-    kr, kb = _COEFFICIENTS[matrix]
-    kg = 1.0 - kr - kb
-    if full_range:
-        uf = uf - 128.0
-        vf = vf - 128.0
-    else:
-        yf = (yf - 16.0) * (255.0 / 219.0)
-        uf = (uf - 128.0) * (255.0 / 224.0)
-        vf = (vf - 128.0) * (255.0 / 224.0)
-    r = yf + (2.0 * (1.0 - kr)) * vf
-    g = yf - (2.0 * (1.0 - kb) * kb / kg) * uf - (2.0 * (1.0 - kr) * kr / kg) * vf
-    b = yf + (2.0 * (1.0 - kb)) * uf
-    rgb = torch.stack([r, g, b], dim=-1)
-    return torch.floor(rgb + 0.5).clamp_(0, 255).to(torch.uint8)
+    # gpuvio._color.yuv_to_rgb takes the batch as a leading dimension: the same float
+    # operations as the per-frame reference, so the results are bit-identical
+    return yuv_to_rgb(y, u, v, matrix=matrix, full_range=full_range, bit_depth=bit_depth, siting=siting)
 
 
 # --------------------------------------------------------------------------- fused CUDA kernel
 # One thread per output pixel. Every float operation is an explicit round-to-nearest intrinsic, in
-# the order the torch ops above perform them, so that no FMA contraction changes a result.
+# the order gpuvio._color.yuv_to_rgb performs them, so that no FMA contraction changes a result.
 KERNEL_SOURCE = r"""
 template <typename T>
 __device__ __forceinline__ float sample(const T* p, long long i, float inv_scale) {
