@@ -14,7 +14,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -152,11 +152,16 @@ class _Frames:
         return self
 
 
-def _seek_frames(container: Any, stream: Any, target_pts: int, reorder: int) -> _Frames | None:
-    """Frames from a keyframe at or before ``target_pts`` (see the module docstring).
+def seek_to_keyframe(container: Any, stream: Any, target_pts: int, open_frames: Callable[[], Any],
+                     *, before_seek: Callable[[], None] | None = None) -> Any | None:
+    """Frames from a keyframe at or before ``target_pts``; shared by the CPU and NVDEC readers.
 
-    The first frame given starts at or before the target. None means: decode from the start
-    (the target is at or before the stream's first frame, or every seek landed after it).
+    Seeks, takes the first frame, and seeks further back (by ``_SEEK_BACKOFF`` seconds) when it
+    starts after the target, since some demuxers land on a later keyframe. ``open_frames()``
+    makes the frame iterator for the current position; it must have ``push_back(frame)`` and
+    may have ``close()``. ``before_seek()`` runs before every seek (e.g. to flush a decoder).
+    Returns None to mean: decode from the start (the target is at or before the stream's first
+    frame, or every seek landed after it).
     """
     import av
 
@@ -167,19 +172,34 @@ def _seek_frames(container: Any, stream: Any, target_pts: int, reorder: int) -> 
         offset = min(offset, target_pts - int(backoff / time_base))
         if offset <= floor:
             return None
+        if before_seek is not None:
+            before_seek()
         try:
             container.seek(offset, stream=stream, backward=True, any_frame=False)
         except av.FFmpegError:
             return None
-        frames = _Frames(container, stream, reorder)
+        frames = open_frames()
         try:
             first = next(frames)
         except StopIteration:
+            _close(frames)
             continue  # some demuxers seek past the last keyframe to nothing: go further back
         frames.push_back(first)
         if first.pts <= target_pts:
             return frames
+        _close(frames)
     return None
+
+
+def _close(frames: Any) -> None:
+    close = getattr(frames, "close", None)
+    if close is not None:
+        close()
+
+
+def _seek_frames(container: Any, stream: Any, target_pts: int, reorder: int) -> _Frames | None:
+    """The CPU reader's :func:`seek_to_keyframe`."""
+    return seek_to_keyframe(container, stream, target_pts, lambda: _Frames(container, stream, reorder))
 
 
 class _RandomAccess:

@@ -8,9 +8,10 @@ NVDEC carried through. A surface is only valid until the session's next call, so
 it at once (on the session's CUDA stream) into frames they own.
 
 Frame selection reuses the CPU backend: :func:`read_range` feeds the CPU ``read_video``'s own
-``_Selection`` with (pts, surface) frames; :class:`SurfaceFrames`, :func:`rewind`,
-:func:`seek_frames` and :func:`decode_pts` are step-by-step ports of the CPU reader's ``_Frames``,
-``_rewind``, ``_seek_frames`` and ``_decode_pts``, so both backends pick the same frames.
+``_Selection`` with (pts, surface) frames, and :func:`seek_frames` runs the CPU reader's own seek
+procedure (``seek_to_keyframe``). :class:`SurfaceFrames`, :func:`rewind` and :func:`decode_pts`
+are step-by-step ports of the CPU reader's ``_Frames``, ``_rewind`` and ``_decode_pts``, so both
+backends pick the same frames.
 
 Two session kinds share one interface:
 
@@ -38,7 +39,7 @@ import torch
 
 from cpu_fallback._video import _MAX_BUFFER, _Selection, should_buffer
 from cpu_fallback._video import _capacity_hint as _cpu_capacity_hint
-from cpu_fallback._video_reader import _SEEK_BACKOFF
+from cpu_fallback._video_reader import seek_to_keyframe
 
 from .._color import Matrix, Siting, chroma_siting, color_policy
 from .._errors import DecodeError
@@ -783,36 +784,12 @@ def rewind(container: Any, stream: Any, session: Session) -> SurfaceFrames | Non
 
 
 def seek_frames(container: Any, stream: Any, session: Session, target_pts: int) -> SurfaceFrames | None:
-    """Frames from a keyframe at or before ``target_pts`` (the CPU reader's ``_seek_frames``).
-
-    Seeks, decodes the first frame, and seeks further back when it starts after the target.
-    None means: decode from the start.
+    """Frames from a keyframe at or before ``target_pts``: the CPU reader's procedure
+    (:func:`cpu_fallback._video_reader.seek_to_keyframe`), with the decoder session reset before
+    each seek. None means: decode from the start.
     """
-    import av
-
-    time_base = stream.time_base
-    floor = stream.start_time if stream.start_time is not None else 0
-    offset = target_pts
-    for backoff in (0.0, *_SEEK_BACKOFF):
-        offset = min(offset, target_pts - int(backoff / time_base))
-        if offset <= floor:
-            return None
-        session.reset()
-        try:
-            container.seek(offset, stream=stream, backward=True, any_frame=False)
-        except av.FFmpegError:
-            return None
-        frames = SurfaceFrames(container, stream, session)
-        try:
-            first = next(frames)
-        except StopIteration:
-            frames.close()
-            continue
-        frames.push_back(first)
-        if first.pts <= target_pts:
-            return frames
-        frames.close()
-    return None
+    return seek_to_keyframe(container, stream, target_pts, lambda: SurfaceFrames(container, stream, session),
+                            before_seek=session.reset)
 
 
 def decode_pts(container: Any, stream: Any, session: Session, wanted: list[int], keyframes: list[int],
