@@ -40,12 +40,15 @@ from ._frames import (
     open_container,
 )
 
-__all__ = ["PtsFiller", "read_video", "read_video_timestamps", "should_buffer", "stream_index",
-           "to_stream_units", "video_pts", "write_video"]
+# Selection, capacity_hint, read_audio_stream, empty_audio and MAX_BUFFER are shared with the
+# NVDEC backend, which reuses this module's frame selection rather than re-implementing it.
+__all__ = ["MAX_BUFFER", "PtsFiller", "Selection", "capacity_hint", "empty_audio", "read_audio_stream",
+           "read_video", "read_video_timestamps", "should_buffer", "stream_index", "to_stream_units",
+           "video_pts", "write_video"]
 
 # torchvision decodes up to this many frames past the end, and seeks this many units earlier,
 # when packed B-frames may deliver pts out of order
-_MAX_BUFFER = 5
+MAX_BUFFER = 5
 
 # How the decoder uses threads in read_video. With one slice per frame (most H.264), "SLICE" is
 # a single-threaded decode; that leaves the other cores to the colour conversion, which costs more
@@ -86,7 +89,7 @@ def to_stream_units(value: Any, stream: Any, *, ceil: bool) -> Any:
     return int(math.ceil(scaled)) if ceil else int(math.floor(scaled))
 
 
-class _Selection:
+class Selection:
     """torchvision's frame selection, fed one decoded frame at a time.
 
     ``keep(pts, frame)`` is called for every frame in ``[start, end]`` in decode order (a pts seen
@@ -114,7 +117,7 @@ class _Selection:
             self.kept.add(pts)
             self._keep(pts, frame)
         if pts >= self.end:
-            if self._buffer and self._buffered < _MAX_BUFFER:
+            if self._buffer and self._buffered < MAX_BUFFER:
                 self._buffered += 1
                 return True
             return False
@@ -154,7 +157,7 @@ class PtsFiller:
         return frame
 
 
-def _decode_range(container: Any, stream: Any, selection: _Selection,
+def _decode_range(container: Any, stream: Any, selection: Selection,
                   reopen: Callable[[], Any] | None = None) -> bool:
     """Seek like torchvision and feed decoded frames to ``selection``. False if the seek failed.
 
@@ -166,7 +169,7 @@ def _decode_range(container: Any, stream: Any, selection: _Selection,
 
     seek_offset = max(selection.start - 1, 0)
     if selection._buffer:
-        seek_offset = max(seek_offset - _MAX_BUFFER, 0)
+        seek_offset = max(seek_offset - MAX_BUFFER, 0)
     opened = None
     try:
         container.seek(int(math.floor(seek_offset)), any_frame=False, backward=True, stream=stream)
@@ -191,7 +194,7 @@ def _decode_range(container: Any, stream: Any, selection: _Selection,
     return True
 
 
-def _capacity_hint(stream: Any, start: Any, end: Any) -> int:
+def capacity_hint(stream: Any, start: Any, end: Any) -> int:
     """About how many frames ``[start, end]`` (stream units) holds: reserve that many slots."""
     rate = stream.average_rate or stream.guessed_rate
     total = stream.frames or 0
@@ -284,7 +287,7 @@ def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout
     converted as they come."""
     conversions = _Conversions(converter_for(stream.codec_context.name), layout)
     reserve_front = start > 0  # slot 0 waits for the frame before start, if it turns out needed
-    capacity = _capacity_hint(stream, start, end) + int(reserve_front)
+    capacity = capacity_hint(stream, start, end) + int(reserve_front)
     slots: dict[int, int] = {}
 
     def keep(pts: int, frame: Any) -> None:
@@ -293,7 +296,7 @@ def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout
             slot = slots[pts] = len(slots) + int(reserve_front)
         conversions.put(slot, frame, capacity)
 
-    selection = _Selection(start, end, should_buffer(stream), keep)
+    selection = Selection(start, end, should_buffer(stream), keep)
     try:
         if not _decode_range(container, stream, selection, reopen):
             return _empty_video(layout)
@@ -316,10 +319,10 @@ def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout
     return stack.result(0, 0, order=order)
 
 
-def _read_audio_stream(container: Any, stream: Any, start: Any, end: Any) -> np.ndarray | None:
+def read_audio_stream(container: Any, stream: Any, start: Any, end: Any) -> np.ndarray | None:
     """``ndarray[K, L] float32`` of the selected audio frames, aligned like torchvision, or None."""
     frames: dict[int, Any] = {}
-    selection = _Selection(start, end, should_buffer(stream), frames.__setitem__)
+    selection = Selection(start, end, should_buffer(stream), frames.__setitem__)
     if not _decode_range(container, stream, selection):
         return None
     order = sorted(frames)
@@ -363,7 +366,7 @@ def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str, layout:
     except av.FFmpegError as exc:
         warnings.warn(f"Failed to open container for {_name(source)}; Caught error: {exc}",
                       RuntimeWarning, stacklevel=3)
-        return video, _empty_audio(), info
+        return video, empty_audio(), info
     with container:
         if container.streams.video and container.streams.video[0].codec_context is None:
             warnings.warn(f"no decoder for the video stream of {_name(source)}; returning no frames",
@@ -385,9 +388,9 @@ def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str, layout:
             if pts_unit == "sec":
                 start = to_stream_units(start_pts, astream, ceil=False)
                 end = to_stream_units(end_pts, astream, ceil=True)
-            audio = _read_audio_stream(container, astream, start, end)
+            audio = read_audio_stream(container, astream, start, end)
             info["audio_fps"] = astream.rate
-    aframes = torch.from_numpy(np.ascontiguousarray(audio)) if audio is not None else _empty_audio()
+    aframes = torch.from_numpy(np.ascontiguousarray(audio)) if audio is not None else empty_audio()
     return video, aframes, info
 
 
@@ -396,7 +399,7 @@ def _empty_video(layout: Layout = "HWC") -> torch.Tensor:
     return torch.empty((0, 3, 1, 1) if layout == "CHW" else (0, 1, 1, 3), dtype=torch.uint8)
 
 
-def _empty_audio() -> torch.Tensor:
+def empty_audio() -> torch.Tensor:
     return torch.empty((1, 0), dtype=torch.float32)
 
 

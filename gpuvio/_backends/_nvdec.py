@@ -255,10 +255,10 @@ def _read_audio(container: Any, start_pts: Any, end_pts: Any, pts_unit: str, inf
         if pts_unit == "sec":
             start = _cpu_video.to_stream_units(start_pts, astream, ceil=False)
             end = _cpu_video.to_stream_units(end_pts, astream, ceil=True)
-        audio = _cpu_video._read_audio_stream(container, astream, start, end)
+        audio = _cpu_video.read_audio_stream(container, astream, start, end)
         info["audio_fps"] = astream.rate
     if audio is None:
-        return _cpu_video._empty_audio()
+        return _cpu_video.empty_audio()
     return torch.from_numpy(np.ascontiguousarray(audio))
 
 

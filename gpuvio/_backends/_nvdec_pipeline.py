@@ -8,7 +8,7 @@ NVDEC carried through. A surface is only valid until the session's next call, so
 it at once (on the session's CUDA stream) into frames they own.
 
 Frame selection reuses the CPU backend: :func:`read_range` feeds the CPU ``read_video``'s own
-``_Selection`` with (pts, surface) frames, and :func:`seek_frames` runs the CPU reader's own seek
+``Selection`` with (pts, surface) frames, and :func:`seek_frames` runs the CPU reader's own seek
 procedure (``seek_to_keyframe``). :class:`SurfaceFrames`, :func:`rewind` and :func:`decode_pts`
 are step-by-step ports of the CPU reader's ``_Frames``, ``_rewind`` and ``_decode_pts``, so both
 backends pick the same frames.
@@ -37,8 +37,8 @@ from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
-from cpu_fallback._video import _MAX_BUFFER, _Selection, should_buffer
-from cpu_fallback._video import _capacity_hint as _cpu_capacity_hint
+from cpu_fallback._video import MAX_BUFFER, Selection, should_buffer
+from cpu_fallback._video import capacity_hint as _cpu_capacity_hint
 from cpu_fallback._video_reader import seek_to_keyframe
 
 from .._color import Matrix, Siting, chroma_siting, color_policy
@@ -651,7 +651,7 @@ def _demux(container: Any, stream: Any) -> Iterator[Any]:
 
 
 class _Frame:
-    """A decoded frame as the CPU backend's ``_Selection`` sees it: a pts and its pixels."""
+    """A decoded frame as the CPU backend's ``Selection`` sees it: a pts and its pixels."""
 
     __slots__ = ("pts", "surface")
 
@@ -664,7 +664,7 @@ def read_range(container: Any, stream: Any, session: Session, plan: StreamPlan, 
                start: Any, end: Any, *, converter: SurfaceConverter) -> torch.Tensor:
     """The frames of ``stream`` in ``[start, end]`` (stream units), like the CPU ``read_video``.
 
-    The CPU backend's own ``_Selection`` decides which frames are kept; this function seeks as
+    The CPU backend's own ``Selection`` decides which frames are kept; this function seeks as
     the CPU backend's ``_decode_range`` does and feeds it the decoded frames in display order.
 
     Returns ``Tensor[T, H, W, 3]`` uint8 on the session's device.
@@ -674,13 +674,13 @@ def read_range(container: Any, stream: Any, session: Session, plan: StreamPlan, 
     selection_buffer = should_buffer(stream)
     seek_offset = max(start - 1, 0)
     if selection_buffer:
-        seek_offset = max(seek_offset - _MAX_BUFFER, 0)
+        seek_offset = max(seek_offset - MAX_BUFFER, 0)
     try:
         container.seek(int(math.floor(seek_offset)), any_frame=False, backward=True, stream=stream)
     except av.FFmpegError:
         return scope.alloc((0, 1, 1, 3))
     session.begin(stream)
-    store = FrameStore(plan, scope.alloc, capacity=_capacity_hint(stream, start, end))
+    store = FrameStore(plan, scope.alloc, capacity=capacity_hint(stream, start, end))
     slots: dict[int, int] = {}
     before_copy: list[torch.Tensor] = []
 
@@ -693,7 +693,7 @@ def read_range(container: Any, stream: Any, session: Session, plan: StreamPlan, 
             dest = store.view(slot)  # a repeated pts: the later frame wins, as on the CPU
         converter.put(frame.surface, dest)
 
-    selection = _Selection(start, end, selection_buffer, keep)
+    selection = Selection(start, end, selection_buffer, keep)
     batches = decoded_batches(session, _demux(container, stream))
     try:
         for batch in batches:
@@ -725,7 +725,7 @@ def read_range(container: Any, stream: Any, session: Session, plan: StreamPlan, 
     return store.gather([slots[p] for p in sorted(slots)])
 
 
-def _capacity_hint(stream: Any, start: Any, end: Any) -> int:
+def capacity_hint(stream: Any, start: Any, end: Any) -> int:
     # the CPU backend's estimate of the frames in [start, end], plus the frame before start
     return _cpu_capacity_hint(stream, start, end) + 1
 
