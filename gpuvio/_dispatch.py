@@ -67,7 +67,7 @@ class Backend:
         raise NotImplementedError
 
     def read_video(self, source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str,
-                   device: torch.device, output_format: Literal["THWC", "TCHW"] = "THWC"
+                   device: torch.device, output_format: str = "THWC"
                    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         raise NotImplementedError
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Literal, Sequence, overload
+from typing import Any, Literal, overload
 
 import torch
 
@@ -71,7 +71,7 @@ def _prepare(source: Any, allowed: tuple[ImageFormat, ...]) -> tuple[memoryview,
     """(bytes, format) of one input, or the per-image error to raise or skip."""
     try:
         if isinstance(source, (str, os.PathLike)):
-            data = memoryview(read_file(source).numpy())
+            data = read_file(source).numpy().data
             if data.nbytes == 0:
                 return DecodeError(f"the file {os.fspath(source)!r} is empty")
         else:
@@ -130,7 +130,8 @@ def decode_image(input: torch.Tensor | bytes | str | os.PathLike[str],
                  mode: ImageReadMode | str = ..., apply_exif_orientation: bool = ..., *,
                  device: DeviceLike = ..., backend: str | None = ..., on_error: OnError = ...) -> torch.Tensor: ...
 @overload
-def decode_image(input: Sequence[torch.Tensor | bytes | str | os.PathLike[str]],
+def decode_image(input: list[torch.Tensor | bytes | str | os.PathLike[str]]
+                 | tuple[torch.Tensor | bytes | str | os.PathLike[str], ...],
                  mode: ImageReadMode | str = ..., apply_exif_orientation: bool = ..., *,
                  device: DeviceLike = ..., backend: str | None = ...,
                  on_error: OnError = ...) -> list[torch.Tensor]: ...
@@ -321,7 +322,7 @@ def encode_png(input: torch.Tensor, compression_level: int = 6) -> torch.Tensor:
 
 def _write(data: torch.Tensor, filename: str | os.PathLike[str]) -> None:
     with atomic_output(filename) as tmp, open(tmp, "wb") as f:
-        f.write(memoryview(data.cpu().numpy()))
+        f.write(data.cpu().numpy().data)
 
 
 def write_jpeg(input: torch.Tensor, filename: str | os.PathLike[str], quality: int = 75) -> None:

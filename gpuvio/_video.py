@@ -120,14 +120,14 @@ def _check_fps(fps: Any, name: str) -> Fraction:
     fraction with a denominator up to 1001 (torchvision rounded to an integer)."""
     if isinstance(fps, bool) or not isinstance(fps, (numbers.Real, Fraction)):
         raise InvalidInputTypeError(f"{name} must be a positive number, got {fps!r}")
-    if not (fps > 0 and math.isfinite(fps)):
+    if not (float(fps) > 0 and math.isfinite(float(fps))):
         raise InvalidArgumentError(f"{name} must be a positive number, got {fps!r}")
     if isinstance(fps, (Fraction, numbers.Integral)):
-        return Fraction(fps)
+        return Fraction(int(fps)) if isinstance(fps, numbers.Integral) else fps
     for rate in _NTSC:
         if abs(float(fps) - float(rate)) < 5e-3:
             return rate
-    return Fraction(fps).limit_denominator(1001)
+    return Fraction(float(fps)).limit_denominator(1001)
 
 
 def write_video(filename: str | os.PathLike[str], video_array: torch.Tensor | np.ndarray, fps: float,

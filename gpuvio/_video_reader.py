@@ -153,7 +153,7 @@ class VideoReader:
             items = list(values)
         except TypeError:
             raise InvalidInputTypeError(f"{name} must be a sequence of numbers, got {values!r}") from None
-        out = []
+        out: list[Any] = []
         for v in items:
             if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__index__"):
                 raise InvalidInputTypeError(f"{name} must be a sequence of numbers, got {v!r} in it")
