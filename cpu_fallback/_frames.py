@@ -14,7 +14,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -310,8 +310,3 @@ class _MemoryReader(io.RawIOBase):
 
     def tell(self) -> int:
         return self._pos
-
-
-def convert_async(frame: Any, converter: RgbConverter, layout: Layout = "HWC") -> Future:
-    """Convert a frame on the shared worker threads into a new array (for frame-by-frame reads)."""
-    return conversion_pool().submit(converter.to_array, frame, layout)

@@ -278,7 +278,7 @@ class PyAVVideoSource:
         self._container = self._open()
         self._fresh = True  # nothing read or seeked since the container was opened
         self._index: dict[int, FrameIndex] = {}
-        self._ahead: deque[tuple[Any, float]] = deque()
+        self._ahead: deque[tuple[Any, np.ndarray, float]] = deque()
         self._random: _RandomAccess | None = None  # get_frames_at's own container
         self.set_stream(*stream)
 
@@ -389,17 +389,24 @@ class PyAVVideoSource:
             data = torch.from_numpy(np.ascontiguousarray(audio_to_float(frame).T))
             return self._place(data), seconds
         # one frame of lookahead: its colour conversion runs while the caller uses this one
-        pool = conversion_pool()
         if not self._ahead:
             frame, seconds = self._next_frame()
-            self._ahead.append((pool.submit(self._converter.to_array, frame, "CHW"), seconds))
-        future, seconds = self._ahead.popleft()
+            self._ahead.append((*self._convert_ahead(frame), seconds))
+        future, out, seconds = self._ahead.popleft()
         try:
             frame, upcoming = self._next_frame()
-            self._ahead.append((pool.submit(self._converter.to_array, frame, "CHW"), upcoming))
+            self._ahead.append((*self._convert_ahead(frame), upcoming))
         except StopIteration:
             pass
-        return self._place(torch.from_numpy(future.result())), seconds
+        future.result()
+        return self._place(torch.from_numpy(out)), seconds
+
+    def _convert_ahead(self, frame: Any) -> tuple[Any, np.ndarray]:
+        # The output is allocated here, on the caller's thread, which also frees it: memory
+        # allocated on a pool thread and freed on another keeps glibc's RSS growing over
+        # thousands of readers, though nothing leaks.
+        out = np.empty((3, frame.height, frame.width), dtype=np.uint8)
+        return conversion_pool().submit(self._converter.convert_into, frame, out, "CHW"), out
 
     def _place(self, tensor: torch.Tensor) -> torch.Tensor:
         if self._device is None:

@@ -117,9 +117,10 @@ def test_video_reading_does_not_leak(generated):
         except gpuvio.GpuvioError:
             pass
     """).replace("\n", "\n        ")
-    # FFmpeg's allocations settle only after a few hundred open/close cycles (the growth then
-    # plateaus: 1,000 more cycles after that add under 1 MB), so the warm-up is long
-    assert _growth_mb(body, warmup=300, count=int(200 * LEAK_SCALE)) < 20
+    # FFmpeg's allocations settle only after a few hundred open/close cycles, so the warm-up is
+    # long; after it, 8,000 cycles measured flat (memory allocated by one thread and freed by
+    # another used to grow the heap: the reader now allocates its frames on the caller's thread)
+    assert _growth_mb(body, warmup=300, count=int(400 * LEAK_SCALE)) < 20
 
 
 def test_threads_get_single_thread_results(generated):
