@@ -183,3 +183,31 @@ def test_failed_image_write_leaves_no_file(tmp_path):
     with pytest.raises(gpuvio.GpuvioError):
         gpuvio.write_png(torch.zeros(5, 4, 4, dtype=torch.uint8), target)
     assert not target.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.cuda
+def test_cuda_memory_stays_flat(generated):
+    """GPU decoding returns its memory: torch's allocator and the driver's free memory both come back.
+
+    Runs in the device check (``pytest -m cuda``); not yet run on a GPU.
+    """
+    video, image = str(generated["h264"]), generated["jpeg"].read_bytes()
+
+    def cycle() -> None:
+        gpuvio.read_video(video, 0, 0.5, pts_unit="sec", device="cuda")
+        reader = gpuvio.VideoReader(video, device="cuda")
+        reader.seek(0.5)
+        next(reader)
+        reader.get_frames_at([1, 7, 3])
+        reader.close()
+        gpuvio.decode_image([image] * 8, device="cuda")
+
+    for _ in range(20):  # decoder sessions, kernels and caches are created once
+        cycle()
+    torch.cuda.synchronize()
+    allocated, free = torch.cuda.memory_allocated(), torch.cuda.mem_get_info()[0]
+    for _ in range(200):
+        cycle()
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() - allocated < 16 << 20
+    assert free - torch.cuda.mem_get_info()[0] < 64 << 20  # memory outside torch's allocator too
