@@ -443,6 +443,18 @@ class PyAVVideoSource:
     def __len__(self) -> int:
         return len(self.frame_index())
 
+    def frame_positions(self, indices: list[int]) -> list[int]:
+        """Display positions for frame numbers (negative ones count from the end); IndexError
+        for any outside the video."""
+        count = len(self.frame_index())
+        positions = []
+        for i in indices:
+            j = int(i)
+            if not -count <= j < count:
+                raise IndexError(f"frame index {i} is out of range for a video of {count} frames")
+            positions.append(j % count)
+        return positions
+
     def get_frames_at(self, indices: list[int]) -> tuple[torch.Tensor, list[float]]:
         """Frames at display positions ``indices`` (negative counts from the end) as
         ``Tensor[N, 3, H, W] uint8``, each distinct frame decoded once, GOP by GOP.
@@ -453,13 +465,7 @@ class PyAVVideoSource:
         if self.kind != "video":
             raise InvalidArgumentError("get_frames_at needs a video stream; call set_current_stream('video')")
         index = self.frame_index()
-        count = len(index)
-        positions = []
-        for i in indices:
-            j = int(i)
-            if not -count <= j < count:
-                raise IndexError(f"frame index {i} is out of range for a video of {count} frames")
-            positions.append(j % count)
+        positions = self.frame_positions(indices)
         if not positions:
             return self._place(torch.empty((0, 3, 0, 0), dtype=torch.uint8)), []
         wanted = sorted(set(index.pts[p] for p in positions))

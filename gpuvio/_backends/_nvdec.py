@@ -437,13 +437,7 @@ class NvdecVideoSource(PyAVVideoSource):
         if not self._gpu_on():
             return super().get_frames_at(indices)
         index = self.frame_index()
-        count = len(index)
-        positions = []
-        for i in indices:
-            j = int(i)
-            if not -count <= j < count:
-                raise IndexError(f"frame index {i} is out of range for a video of {count} frames")
-            positions.append(j % count)
+        positions = self.frame_positions(indices)
         if not positions:
             return super().get_frames_at(indices)
         wanted = sorted(set(index.pts[p] for p in positions))
