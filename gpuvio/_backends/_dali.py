@@ -28,11 +28,9 @@ from .._types import ImageReadMode
 from ._nvimgcodec_common import (
     FallbackLog,
     Request,
-    bomb_limit,
     cpu_decode,
     finish_mode,
-    jpeg_header,
-    plan_requests,
+    plan_batch,
     screen_jpeg,
 )
 
@@ -152,19 +150,7 @@ class DaliBackend(Backend):
             each image that failed (the front-end raises or skips them per ``on_error``).
         """
         results: list[Any] = [None] * len(items)
-        groups: dict[Request, list[int]] = {"rgb": [], "gray": []}
-        to_cpu: dict[str, list[int]] = {}
-        max_pixels = bomb_limit()
-        for i, (data, fmt) in enumerate(items):
-            if fmt != "jpeg":
-                reason = f"{fmt} is decoded on the CPU"
-            else:
-                header = jpeg_header(data)
-                reason = screen_jpeg(data, header, max_pixels=max_pixels)
-                if reason is None:
-                    groups[plan_requests(header, mode)].append(i)
-                    continue
-            to_cpu.setdefault(reason, []).append(i)
+        groups, _, to_cpu = plan_batch(items, mode, screen_jpeg)
 
         device_index = self._device_index(device)
         for request, indices in groups.items():

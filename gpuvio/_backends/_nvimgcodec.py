@@ -33,13 +33,10 @@ from .._errors import BackendUnavailableError, InvalidArgumentError
 from .._types import ImageReadMode
 from ._nvimgcodec_common import (
     FallbackLog,
-    JpegHeader,
     Request,
-    bomb_limit,
     cpu_decode,
     finish_mode,
-    jpeg_header,
-    plan_requests,
+    plan_batch,
     screen_header,
     screen_scan,
 )
@@ -219,22 +216,7 @@ class NvImgCodecBackend(Backend):
             of each image that failed (the front-end raises or skips them per ``on_error``).
         """
         results: list[Any] = [None] * len(items)
-        groups: dict[Request, list[int]] = {"rgb": [], "gray": []}
-        headers: dict[int, JpegHeader] = {}
-        to_cpu: dict[str, list[int]] = {}
-        max_pixels = bomb_limit()
-        for i, (data, fmt) in enumerate(items):
-            if fmt != "jpeg":
-                reason = f"{fmt} is decoded on the CPU"
-            else:
-                header = jpeg_header(data)
-                reason = screen_header(data, header, max_pixels=max_pixels)
-                if reason is None:
-                    assert header is not None
-                    headers[i] = header
-                    groups[plan_requests(header, mode)].append(i)
-                    continue
-            to_cpu.setdefault(reason, []).append(i)
+        groups, headers, to_cpu = plan_batch(items, mode, screen_header)
 
         # nvImageCodec decodes (it releases the GIL) while this thread checks the scan data of the
         # same images; an image that check rejects is then decoded again by the CPU backend.

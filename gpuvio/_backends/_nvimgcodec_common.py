@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 
@@ -28,6 +28,7 @@ __all__ = [
     "finish_mode",
     "jpeg_header",
     "plan_requests",
+    "plan_batch",
     "screen_header",
     "screen_jpeg",
     "screen_scan",
@@ -180,6 +181,30 @@ def plan_requests(header: JpegHeader, mode: ImageReadMode) -> Request:
     if mode is ImageReadMode.UNCHANGED and header.components == 1:
         return "gray"
     return "rgb"
+
+
+def plan_batch(items: list[tuple[memoryview, str]], mode: ImageReadMode,
+               screen: Callable[..., str | None]
+               ) -> tuple[dict[Request, list[int]], dict[int, JpegHeader], dict[str, list[int]]]:
+    """Sort a batch: the JPEGs the GPU decodes, grouped by request, with their headers; and,
+    by reason, the items left to the CPU backend (non-JPEGs and what ``screen`` rejects)."""
+    groups: dict[Request, list[int]] = {"rgb": [], "gray": []}
+    headers: dict[int, JpegHeader] = {}
+    to_cpu: dict[str, list[int]] = {}
+    max_pixels = bomb_limit()
+    for i, (data, fmt) in enumerate(items):
+        if fmt != "jpeg":
+            reason = f"{fmt} is decoded on the CPU"
+        else:
+            header = jpeg_header(data)
+            reason = screen(data, header, max_pixels=max_pixels)
+            if reason is None:
+                assert header is not None
+                headers[i] = header
+                groups[plan_requests(header, mode)].append(i)
+                continue
+        to_cpu.setdefault(reason, []).append(i)
+    return groups, headers, to_cpu
 
 
 def finish_mode(hwc: torch.Tensor, mode: ImageReadMode) -> torch.Tensor:
