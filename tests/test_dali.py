@@ -9,7 +9,10 @@ to the CPU backend's. The ``cuda`` tests check the ``"mixed"`` (nvJPEG) pipeline
 
 from __future__ import annotations
 
+import gc
 import io
+import os
+import time
 
 import numpy as np
 import pytest
@@ -158,6 +161,44 @@ def test_constructor_validates_its_options():
         DaliBackend(cpu_only=True, max_batch_size=0)
     with pytest.raises(ValueError, match="hw_decoder_load"):
         DaliBackend(cpu_only=True, hw_decoder_load=1.5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_destroys_inherited_pipelines(reference):
+    # DALI's pipeline destructor waits for worker threads that a forked child lacks: a child whose
+    # garbage collector met a pipeline (say, one the parent had dropped) hung for good
+    items = [_item(_jpeg(_photo(seed=3)))]
+    want = reference.decode_images(items, mode=ImageReadMode.RGB, apply_exif_orientation=False, device=CPU,
+                                   on_error="raise")[0]
+
+    def decode(backend: DaliBackend) -> torch.Tensor:
+        return backend.decode_images(items, mode=ImageReadMode.RGB, apply_exif_orientation=False, device=CPU,
+                                     on_error="raise")[0]
+
+    dropped = DaliBackend(cpu_only=True, num_threads=1)
+    decode(dropped)
+    del dropped
+    kept = DaliBackend(cpu_only=True, num_threads=1)
+    decode(kept)
+    pid = os.fork()
+    if pid == 0:  # the child: collect everything, then decode with pipelines of its own
+        code = 1
+        try:
+            gc.collect()
+            code = 0 if torch.equal(decode(kept), want) else 3
+            kept.close()
+            gc.collect()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung (DALI pipeline destroyed in the child)")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert torch.equal(decode(kept), want)  # the parent's pipelines still work
 
 
 @pytest.mark.cuda

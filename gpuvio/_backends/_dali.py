@@ -11,15 +11,23 @@ DALI stops a whole batch at the first sample it cannot decode; its message names
 that sample is handed to the CPU backend and the rest are decoded again (the pipeline is rebuilt,
 as DALI does not promise that a pipeline is usable after an error).
 
+Forks: DALI's pipeline destructor waits for the pipeline's worker threads, which a forked child
+does not have, so a pipeline destroyed in a child hangs it (for example a DataLoader worker whose
+garbage collector meets a pipeline the parent had already dropped). So pipelines are shut down
+explicitly, in the process that built them, whenever they are dropped; and in a forked child the
+inherited ones are kept alive, never destroyed, and the child builds its own.
+
 The DALI wheel (``nvidia-dali-cuda120`` / ``-cuda130``, about 200 MB) is optional; it is imported
 only when a backend object is created.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import warnings
+import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .._dispatch import Backend
@@ -40,6 +48,29 @@ if TYPE_CHECKING:
 __all__ = ["DaliBackend"]
 
 _FAILED_SAMPLE = re.compile(r"sample #(\d+)")
+
+# every live backend, so that a forked child can take their pipelines out of circulation
+_live_backends: weakref.WeakSet[DaliBackend] = weakref.WeakSet()
+# pipelines inherited through fork: referenced for the child's whole life, so never destroyed there
+_inherited_pipelines: list[Any] = []
+
+
+def _shut_down(pipe: Any) -> None:
+    """Stop a pipeline's threads now, so that its destructor (wherever it runs) has nothing to wait for."""
+    shutdown = getattr(pipe, "_shutdown", None)  # DALI has no public close; __del__ calls this
+    if shutdown is not None:
+        shutdown()
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_live_backends):
+        _inherited_pipelines.extend(backend._pipelines.values())
+        backend._pipelines = {}
+        backend._lock = threading.Lock()  # it may have been held by a parent thread at fork time
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _import_dali() -> Any:
@@ -93,6 +124,18 @@ class DaliBackend(Backend):
         self._cpu: Any = None
         #: How many images DALI decoded, and how many went to the CPU backend and why.
         self.fallbacks = FallbackLog()
+        _live_backends.add(self)
+
+    def close(self) -> None:
+        """Shut down this backend's pipelines now (they are rebuilt if it decodes again)."""
+        with self._lock:
+            pipelines, self._pipelines = self._pipelines, {}
+        for pipe in pipelines.values():  # built by this process: a fork hook removes inherited ones
+            _shut_down(pipe)
+
+    def __del__(self) -> None:
+        if getattr(self, "_pipelines", None):
+            self.close()
 
     def __repr__(self) -> str:
         where = "cpu-only" if self.cpu_only else "mixed"
@@ -137,7 +180,11 @@ class DaliBackend(Backend):
                                      adjust_orientation=exif, **extra)
 
         pipe = decode_pipeline()
-        pipe.build()
+        try:
+            pipe.build()
+        except BaseException:
+            _shut_down(pipe)
+            raise
         self._pipelines[key] = pipe
         return pipe
 
@@ -188,7 +235,7 @@ class DaliBackend(Backend):
                     tensors = [self._copy_out(out[k], device) for k in range(len(pending))]
                 except RuntimeError as exc:
                     # the pipeline's state after an error is not promised: build a fresh one
-                    self._pipelines.pop((batch, device_index, request, exif), None)
+                    _shut_down(self._pipelines.pop((batch, device_index, request, exif)))
                     match = _FAILED_SAMPLE.search(str(exc))
                     if match is None or int(match.group(1)) >= len(pending):
                         warnings.warn(f"DALI failed on a batch of {len(pending)} images ({exc}); "
