@@ -1,4 +1,4 @@
-"""Image decoding and encoding on the CPU with Pillow (and FFmpeg's PNG decoder for 16-bit PNGs).
+"""Image decoding and encoding on the CPU with Pillow, and FFmpeg's PNG decoder for plain PNGs.
 
 This is the reference behaviour every image backend reproduces:
 
@@ -6,7 +6,9 @@ This is the reference behaviour every image backend reproduces:
   channels-first *view* of channels-last memory. Unlike torchvision's, a 2- or 3-channel result
   from Pillow views its 4-byte pixels (stride ``(1, 4 * W, 4)``): no packing copy is made.
   ``.contiguous()`` gives packed memory when that matters.
-* Speed: Pillow decodes JPEGs and PNGs straight into tensor memory. When the optional
+* Speed: PNGs whose result is the file's own channels (no palette, no tRNS, no channel
+  conversion), and every 16-bit PNG, go through FFmpeg's PNG decoder: 1.5x Pillow's speed, the
+  GIL released. Pillow decodes the other PNGs and JPEGs straight into tensor memory. When the optional
   ``simplejpeg`` package is installed, clean JPEGs are decoded by libjpeg-turbo into packed
   memory instead (same pixels, checked by the tests; as fast as torchvision's decoder), and
   everything unusual still goes through Pillow.
@@ -331,8 +333,8 @@ def _decode_error(fmt: str, data: memoryview, exc: BaseException) -> DecodeError
 
 # --------------------------------------------------------------------------- PNG structure
 
-def _check_png(data: memoryview) -> tuple[int, int]:
-    """(bit depth, colour type) of a PNG whose chunks are all complete up to IEND.
+def _check_png(data: memoryview) -> tuple[int, int, bool]:
+    """(bit depth, colour type, has a tRNS chunk) of a PNG whose chunks are all complete up to IEND.
 
     libpng (and so torchvision) fails on a PNG cut short anywhere, while Pillow accepts one that
     lacks only its last bytes; walking the chunk lengths makes gpuvio fail like libpng.
@@ -343,6 +345,7 @@ def _check_png(data: memoryview) -> tuple[int, int]:
     if bytes(data[:8]) != _PNG_SIGNATURE:
         raise UnsupportedFormatError("Content is not png!")
     header: tuple[int, int] | None = None
+    transparency = False
     offset = 8
     while True:
         if offset + 8 > n:
@@ -356,16 +359,47 @@ def _check_png(data: memoryview) -> tuple[int, int]:
                 f"needs {length} bytes, only {max(n - offset - 12, 0)} are left")
         if kind == b"IHDR" and length >= 13:
             header = (data[offset + 16], data[offset + 17])
-        if kind == b"IEND":
+        elif kind == b"tRNS":
+            transparency = True
+        elif kind == b"IEND":
             break
         offset = end
     if header is None:
         raise DecodeError("PNG data is corrupt: it has no IHDR chunk")
-    return header
+    return (*header, transparency)
 
 
-def _decode_png16(data: memoryview, colour_type: int, mode: ImageReadMode) -> torch.Tensor:
-    """A 16-bit PNG through FFmpeg's PNG decoder (Pillow keeps only 8 bits of colour PNGs)."""
+# PNG colour type -> the channels it stores (palette PNGs never take the FFmpeg path)
+_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
+_MODE_CHANNELS = {ImageReadMode.GRAY: 1, ImageReadMode.GRAY_ALPHA: 2, ImageReadMode.RGB: 3,
+                  ImageReadMode.RGB_ALPHA: 4}
+# FFmpeg's pixel format for each (bytes per sample, channels) a PNG decodes to
+_FFMPEG_PNG_FORMATS = {"gray": (1, 1), "ya8": (1, 2), "rgb24": (1, 3), "rgba": (1, 4),
+                       "gray16be": (2, 1), "ya16be": (2, 2), "rgb48be": (2, 3), "rgba64be": (2, 4)}
+
+
+def _ffmpeg_decodes_png(bit_depth: int, colour_type: int, transparency: bool, mode: ImageReadMode) -> bool:
+    """Whether FFmpeg's PNG decoder serves this file and mode; Pillow does everything else.
+
+    FFmpeg decodes PNGs about 1.5x faster than Pillow (SIMD row filters, no 4-byte pixels) and
+    releases the GIL throughout; 16-bit PNGs always go this way, since Pillow keeps only 8 bits
+    of their colour. 8-bit files go this way when the result is the file's own channels: no
+    palette, no tRNS, no channel conversion (those keep Pillow's established behaviour).
+    """
+    if bit_depth == 16:
+        return True
+    stored = _PNG_CHANNELS.get(colour_type)
+    return (bit_depth == 8 and stored is not None and not transparency
+            and (mode is ImageReadMode.UNCHANGED or _MODE_CHANNELS.get(mode) == stored))
+
+
+def _decode_png_ffmpeg(data: memoryview, colour_type: int, mode: ImageReadMode) -> torch.Tensor:
+    """A PNG through FFmpeg's decoder: ``Tensor[C, H, W]`` uint8, or uint16 for 16-bit files.
+
+    C is the file's channel count, plus alpha from a tRNS colour key (which FFmpeg applies)
+    except in ``UNCHANGED``, where libpng leaves the key out. CRCs are checked, so that a corrupt
+    chunk fails like libpng instead of giving damaged pixels.
+    """
     import av
     from PIL import Image
 
@@ -384,36 +418,39 @@ def _decode_png16(data: memoryview, colour_type: int, mode: ImageReadMode) -> to
                       Image.DecompressionBombWarning, stacklevel=4)
     try:
         codec = av.CodecContext.create("png", "r")
+        codec.options = {"err_detect": "crccheck+explode"}
         frames = codec.decode(av.Packet(bytes(data))) + codec.decode(None)
     except av.FFmpegError as exc:
         raise _decode_error("png", data, exc) from None
     if not frames:
         raise DecodeError("Out of bound read in decode_png: the PNG data is truncated (no image decoded)")
     frame = frames[0]
-    channels = {"gray16be": 1, "ya16be": 2, "rgb48be": 3, "rgba64be": 4}.get(frame.format.name)
-    if channels is None:
-        raise DecodeError(f"unexpected 16-bit PNG layout {frame.format.name} (colour type {colour_type})")
+    layout = _FFMPEG_PNG_FORMATS.get(frame.format.name)
+    if layout is None:
+        raise DecodeError(f"unexpected PNG layout {frame.format.name} (colour type {colour_type})")
+    size, channels = layout
     plane = frame.planes[0]
-    rows = np.frombuffer(plane, dtype=">u2").reshape(frame.height, plane.line_size // 2)
+    dtype = np.uint8 if size == 1 else np.dtype(">u2")
+    rows = np.frombuffer(plane, dtype=dtype).reshape(frame.height, plane.line_size // size)
     hwc = rows[:, : frame.width * channels].reshape(frame.height, frame.width, channels)
-    image = torch.from_numpy(hwc.astype(np.uint16)).permute(2, 0, 1)
-    stored = {0: 1, 2: 3, 4: 2, 6: 4}.get(colour_type, channels)
-    if channels > stored and mode is ImageReadMode.UNCHANGED:
-        # FFmpeg turned a tRNS colour key into alpha; UNCHANGED keeps the file's own channels
-        image = image[:stored]
-    return image
+    # 8 bits: the tensor views FFmpeg's frame buffer (the array's base keeps the frame alive);
+    # 16 bits: one copy, byte-swapped to native order
+    image = torch.from_numpy(hwc if size == 1 else hwc.astype(np.uint16)).permute(2, 0, 1)
+    stored = _PNG_CHANNELS.get(colour_type, channels)
+    return image[:stored] if channels > stored and mode is ImageReadMode.UNCHANGED else image
 
 
-def _convert16(image: torch.Tensor, mode: ImageReadMode) -> torch.Tensor:
-    """Mode conversion for ``Tensor[C, H, W] uint16``, with Pillow's luma weights."""
-    if mode is ImageReadMode.UNCHANGED:
-        return image
+def _convert_channels(image: torch.Tensor, mode: ImageReadMode) -> torch.Tensor:
+    """Mode conversion for a ``Tensor[C, H, W]`` uint8/uint16 from FFmpeg, with Pillow's luma weights."""
     channels = image.shape[0]
+    if mode is ImageReadMode.UNCHANGED or _MODE_CHANNELS.get(mode) == channels:
+        return image
+    opaque = 255 if image.dtype == torch.uint8 else 65535
     colour = image[:3] if channels >= 3 else image[:1]
-    alpha = image[-1:] if channels in (2, 4) else torch.full_like(image[:1], 65535)
+    alpha = image[-1:] if channels in (2, 4) else torch.full_like(image[:1], opaque)
     if mode in (ImageReadMode.GRAY, ImageReadMode.GRAY_ALPHA) and colour.shape[0] == 3:
         c = colour.to(torch.int64)
-        colour = ((c[0] * 19595 + c[1] * 38470 + c[2] * 7471 + 0x8000) >> 16)[None].to(torch.uint16)
+        colour = ((c[0] * 19595 + c[1] * 38470 + c[2] * 7471 + 0x8000) >> 16)[None].to(image.dtype)
     elif mode in (ImageReadMode.RGB, ImageReadMode.RGB_ALPHA) and colour.shape[0] == 1:
         colour = colour.expand(3, -1, -1)
     if mode in (ImageReadMode.GRAY_ALPHA, ImageReadMode.RGB_ALPHA):
@@ -493,9 +530,9 @@ def decode(data: memoryview, fmt: str, mode: ImageReadMode, apply_exif_orientati
         animated GIF.
     """
     if fmt == "png":
-        bit_depth, colour_type = _check_png(data)
-        if bit_depth == 16:
-            image = _convert16(_decode_png16(data, colour_type, mode), mode)
+        bit_depth, colour_type, transparency = _check_png(data)
+        if _ffmpeg_decodes_png(bit_depth, colour_type, transparency, mode):
+            image = _convert_channels(_decode_png_ffmpeg(data, colour_type, mode), mode)
             if apply_exif_orientation:
                 image = apply_orientation(image, exif_orientation(data))
             return image
@@ -553,21 +590,19 @@ def _decode_gif(im: Any, mode: ImageReadMode, data: memoryview) -> torch.Tensor:
 # --------------------------------------------------------------------------- encoding
 
 def _to_pillow(image: torch.Tensor) -> Any:
+    """A Pillow image of a ``Tensor[C, H, W] uint8`` (C = 1 or 3), in as few copies as possible."""
     from PIL import Image
 
+    height, width = image.shape[1:]
     hwc_view = image.permute(1, 2, 0)
     if hwc_view.is_contiguous():  # e.g. a decoded image: channels-last memory already
         hwc = hwc_view.numpy()
-    else:
-        # one plane at a time: a sequential copy per channel beats a strided transpose, and
-        # numpy uses no intra-op thread pool (fork-safe, no contention with the caller's threads)
-        chw = image.numpy()
-        hwc = np.empty((chw.shape[1], chw.shape[2], chw.shape[0]), dtype=np.uint8)
-        for channel in range(chw.shape[0]):
-            hwc[:, :, channel] = chw[channel]
-    if hwc.shape[2] == 1:
-        return Image.fromarray(hwc[:, :, 0], "L")
-    return Image.fromarray(hwc, "RGB")
+        return Image.fromarray(hwc[:, :, 0], "L") if hwc.shape[2] == 1 else Image.fromarray(hwc, "RGB")
+    # Planar memory: Pillow wraps each plane without a copy and interleaves them straight into
+    # its own 4-byte pixels, one pass (4x faster at 1080p than packing an RGB array first)
+    chw = image.contiguous().numpy()
+    planes = [Image.frombuffer("L", (width, height), plane, "raw", "L", 0, 1) for plane in chw]
+    return planes[0] if len(planes) == 1 else Image.merge("RGB", planes)
 
 
 def encode_jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
