@@ -80,6 +80,22 @@ def test_truncated_png_made_here() -> None:
             gpuvio.decode_png(_u8(data[:cut]))
 
 
+def test_corrupt_png_data_raises_instead_of_giving_damaged_pixels() -> None:
+    # libpng checks every chunk's CRC; a flipped bit in the pixel data must fail, not decode to
+    # wrong pixels (torchvision 0.29.1 even crashes the process on such a file)
+    buffer = io.BytesIO()
+    y, x = np.mgrid[0:48, 0:64]
+    smooth = np.stack([x * 4, y * 5, (x + y) * 2], axis=2).astype(np.uint8)  # zlib alone misses most flips here
+    Image.fromarray(smooth).save(buffer, "PNG")
+    data = buffer.getvalue()
+    start, end = data.index(b"IDAT") + 4, data.index(b"IEND") - 8
+    for position in range(start, end, max(1, (end - start) // 64)):
+        damaged = bytearray(data)
+        damaged[position] ^= 0x10
+        with pytest.raises(RuntimeError, match="PNG data is corrupt"):
+            gpuvio.decode_png(_u8(bytes(damaged)))
+
+
 # --------------------------------------------------------------------------- decode argument errors
 
 
