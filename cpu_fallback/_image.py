@@ -41,6 +41,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import io
+import re
 import struct
 from typing import Any
 
@@ -53,7 +54,7 @@ from gpuvio._types import ImageReadMode
 
 __all__ = ["decode", "encode_jpeg", "encode_png", "pil_to_tensor"]
 
-_PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP"}
+_PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "avif": "AVIF"}
 _CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4, "P": 1}
 # Pillow stores RGB and LA in 4 bytes per pixel; these are the byte offsets of their channels.
 _ARROW_BANDS = {"L": (0,), "P": (0,), "LA": (0, 3), "RGB": (0, 1, 2), "RGBA": (0, 1, 2, 3),
@@ -316,7 +317,8 @@ def _jpeg_bad_marker(data: memoryview) -> int | None:
 
 
 def _decode_error(fmt: str, data: memoryview, exc: BaseException) -> DecodeError:
-    message = str(exc)
+    # Pillow names the in-memory file it was given, which means nothing to the caller
+    message = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the data", str(exc))
     if fmt == "jpeg":
         marker = _jpeg_bad_marker(data)
         if marker is not None:
@@ -369,6 +371,23 @@ def _check_png(data: memoryview) -> tuple[int, int, bool]:
     return (*header, transparency)
 
 
+def _check_pixels(width: int, height: int) -> None:
+    """Pillow's decompression-bomb rule (warn above ``PIL.Image.MAX_IMAGE_PIXELS``, refuse above
+    twice it), for the decoders that are not Pillow's, applied to the header's size."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > 2 * limit:
+        raise ResourceLimitError(
+            f"image size ({width}x{height} = {width * height} pixels) exceeds twice the limit of {limit} "
+            "pixels (a possible decompression bomb); raise PIL.Image.MAX_IMAGE_PIXELS to allow it")
+    if limit is not None and width * height > limit:
+        import warnings
+
+        warnings.warn(f"image size ({width * height} pixels) exceeds the limit of {limit} pixels",
+                      Image.DecompressionBombWarning, stacklevel=5)
+
+
 # PNG colour type -> the channels it stores (palette PNGs never take the FFmpeg path)
 _PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
 _MODE_CHANNELS = {ImageReadMode.GRAY: 1, ImageReadMode.GRAY_ALPHA: 2, ImageReadMode.RGB: 3,
@@ -401,21 +420,9 @@ def _decode_png_ffmpeg(data: memoryview, colour_type: int, mode: ImageReadMode) 
     chunk fails like libpng instead of giving damaged pixels.
     """
     import av
-    from PIL import Image
 
-    # Pillow's decompression-bomb rule (warn above the limit, refuse above twice it), applied to
-    # the header before FFmpeg allocates anything
-    width, height = struct.unpack(">II", bytes(data[16:24]))
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > 2 * limit:
-        raise ResourceLimitError(
-            f"image size ({width}x{height} = {width * height} pixels) exceeds twice the limit of {limit} "
-            "pixels (a possible decompression bomb); raise PIL.Image.MAX_IMAGE_PIXELS to allow it")
-    if limit is not None and width * height > limit:
-        import warnings
-
-        warnings.warn(f"image size ({width * height} pixels) exceeds the limit of {limit} pixels",
-                      Image.DecompressionBombWarning, stacklevel=4)
+    # before FFmpeg allocates anything
+    _check_pixels(*struct.unpack(">II", bytes(data[16:24])))
     try:
         codec = av.CodecContext.create("png", "r")
         codec.options = {"err_detect": "crccheck+explode"}
@@ -441,7 +448,7 @@ def _decode_png_ffmpeg(data: memoryview, colour_type: int, mode: ImageReadMode) 
 
 
 def _convert_channels(image: torch.Tensor, mode: ImageReadMode) -> torch.Tensor:
-    """Mode conversion for a ``Tensor[C, H, W]`` uint8/uint16 from FFmpeg, with Pillow's luma weights."""
+    """Mode conversion for a ``Tensor[C, H, W]`` uint8/uint16 decoded outside Pillow, with Pillow's luma weights."""
     channels = image.shape[0]
     if mode is ImageReadMode.UNCHANGED or _MODE_CHANNELS.get(mode) == channels:
         return image
@@ -456,6 +463,85 @@ def _convert_channels(image: torch.Tensor, mode: ImageReadMode) -> torch.Tensor:
     if mode in (ImageReadMode.GRAY_ALPHA, ImageReadMode.RGB_ALPHA):
         return torch.cat([colour, alpha])
     return colour.contiguous() if colour.stride(0) == 0 else colour
+
+
+# --------------------------------------------------------------------------- AVIF and HEIC
+
+def _avif_bit_depth(data: memoryview) -> int:
+    """The largest bit depth among the AV1 configurations (``av1C`` boxes) of an AVIF file."""
+    depth, buf, start = 8, bytes(data[:1 << 20]), 0
+    while (at := buf.find(b"av1C", start)) >= 0 and at + 7 <= len(buf):
+        flags = buf[at + 6]  # seq_tier_0, high_bitdepth, twelve_bit, monochrome, ...
+        if flags & 0x40:
+            depth = max(depth, 12 if flags & 0x20 else 10)
+        start = at + 4
+    return depth
+
+
+def _require_pillow_avif() -> None:
+    from PIL import features
+
+    if not features.check("avif"):
+        raise UnsupportedFormatError(
+            "decoding AVIF needs a Pillow built with AVIF support (the Pillow >= 11.3 wheels are)")
+
+
+def _decode_avif_deep(data: memoryview) -> torch.Tensor:
+    """A 10- or 12-bit AVIF (no alpha) through FFmpeg's AV1 decoder: ``Tensor[3, H, W] uint16``.
+
+    Pillow's AVIF decoder gives 8 bits only. The colour conversion is swscale's accurate path with
+    the file's matrix and range, scaled to the full 16-bit range (as libavif's 16-bit output is).
+    """
+    import av
+
+    from ._frames import _accurate_flags
+
+    try:
+        with av.open(io.BytesIO(bytes(data))) as container:
+            stream = container.streams.video[0]
+            _check_pixels(stream.codec_context.width, stream.codec_context.height)
+            frame = next(container.decode(stream))
+            # planar output: swscale's packed rgb48 output mangles colours on this accurate path
+            gbr = frame.reformat(format="gbrp16le", interpolation=_accurate_flags(),
+                                 src_color_range=frame.color_range or None, dst_color_range="JPEG")
+    except (av.FFmpegError, IndexError, StopIteration) as exc:
+        raise DecodeError(f"AVIF data is corrupt: {exc or 'no image in it'}") from None
+    hwc = np.empty((gbr.height, gbr.width, 3), dtype=np.uint16)
+    for channel, plane in zip((1, 2, 0), gbr.planes):  # planes in G, B, R order
+        rows = np.frombuffer(plane, dtype="<u2").reshape(gbr.height, plane.line_size // 2)
+        hwc[:, :, channel] = rows[:, : gbr.width]
+    return torch.from_numpy(hwc).permute(2, 0, 1)
+
+
+def _decode_heic(data: memoryview) -> torch.Tensor:
+    """A HEIC through libheif (``pillow-heif``): ``Tensor[C, H, W]``, C = 3 or 4 (with alpha).
+
+    uint8 for 8-bit files; uint16 for 10/12-bit ones, whose values are shifted to the top of
+    the 16 bits (as torchvision does). libheif applies the file's rotation and mirroring.
+    """
+    try:
+        import pillow_heif
+    except ImportError:
+        raise UnsupportedFormatError(
+            "decoding HEIC needs the pillow-heif package: pip install 'gpuvio[heic]'") from None
+    try:
+        heif = pillow_heif.open_heif(bytes(data), convert_hdr_to_8bit=False)
+    except (ValueError, RuntimeError, OSError, SyntaxError) as exc:
+        raise DecodeError(f"HEIC data is corrupt: {exc}") from None
+    _check_pixels(*heif.size)  # before libheif decodes: opening reads the header only
+    try:
+        layout, raw, stride = heif.mode, heif.data, heif.stride
+    except (ValueError, RuntimeError, OSError, SyntaxError) as exc:
+        raise DecodeError(f"HEIC data is corrupt: {exc}") from None
+    base, _, bits = layout.partition(";")
+    channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}.get(base)
+    if channels is None:
+        raise DecodeError(f"unexpected HEIC pixel layout {layout!r}")
+    width, height = heif.size
+    dtype = np.dtype("<u2") if bits == "16" else np.dtype(np.uint8)
+    rows = np.frombuffer(raw, dtype=dtype).reshape(height, stride // dtype.itemsize)
+    hwc = rows[:, : width * channels].reshape(height, width, channels)
+    return torch.from_numpy(hwc.astype(dtype.newbyteorder("="))).permute(2, 0, 1)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -526,8 +612,8 @@ def decode(data: memoryview, fmt: str, mode: ImageReadMode, apply_exif_orientati
     """Decode one encoded image of a known format.
 
     Returns:
-        ``Tensor[C, H, W]`` uint8 (uint16 for 16-bit PNG), or ``Tensor[N, C, H, W]`` for an
-        animated GIF.
+        ``Tensor[C, H, W]`` uint8 (uint16 for 16-bit PNG and 10/12-bit AVIF and HEIC), or
+        ``Tensor[N, C, H, W]`` for an animated GIF.
     """
     if fmt == "png":
         bit_depth, colour_type, transparency = _check_png(data)
@@ -542,10 +628,24 @@ def decode(data: memoryview, fmt: str, mode: ImageReadMode, apply_exif_orientati
             if apply_exif_orientation:
                 image = apply_orientation(image, exif_orientation(data))
             return image
+    if fmt == "heic":
+        return _convert_channels(_decode_heic(data), mode)
+    if fmt == "avif":
+        _require_pillow_avif()
     im = _open(data, fmt)
     try:
         if fmt == "gif":
             return _decode_gif(im, mode, data)
+        if fmt == "avif" and getattr(im, "n_frames", 1) > 1:
+            raise DecodeError(f"the AVIF file holds {im.n_frames} images (an animation); decode it as a video")
+        if fmt == "avif" and _avif_bit_depth(data) > 8:
+            if im.mode not in ("RGB", "L"):
+                raise UnsupportedFormatError(
+                    f"{_avif_bit_depth(data)}-bit AVIF with alpha is not supported (8-bit AVIF and "
+                    "10/12-bit AVIF without alpha are)")
+            image = _convert_channels(_decode_avif_deep(data), mode)
+            orientation = _orientation(im) if apply_exif_orientation else 1
+            return apply_orientation(image, orientation) if orientation != 1 else image
         if fmt == "jpeg":
             _prepare_jpeg(im, mode)
         target = _target_mode(im, mode)

@@ -19,7 +19,9 @@ from ._errors import (
     UnsupportedFormatError,
 )
 from ._image import (
+    decode_avif,
     decode_gif,
+    decode_heic,
     decode_image,
     decode_jpeg,
     decode_png,
@@ -51,7 +53,9 @@ __all__ = [
     "UnsupportedFormatError",
     "VideoReader",
     "backends",
+    "decode_avif",
     "decode_gif",
+    "decode_heic",
     "decode_image",
     "decode_jpeg",
     "decode_png",

@@ -27,7 +27,9 @@ from ._source import atomic_output, encoded_view, read_file
 from ._types import DeviceLike, ImageReadMode
 
 __all__ = [
+    "decode_avif",
     "decode_gif",
+    "decode_heic",
     "decode_image",
     "decode_jpeg",
     "decode_png",
@@ -40,7 +42,7 @@ __all__ = [
 ]
 
 OnError = Literal["raise", "skip"]
-_ALL_FORMATS: tuple[ImageFormat, ...] = ("jpeg", "png", "gif", "webp")
+_ALL_FORMATS: tuple[ImageFormat, ...] = ("jpeg", "png", "gif", "webp", "avif", "heic")
 EncodedImage = "torch.Tensor | bytes | str | os.PathLike[str]"
 
 
@@ -52,14 +54,17 @@ def _format_error(data: memoryview, allowed: tuple[ImageFormat, ...]) -> GpuvioE
         if len(data) < 8:
             return DecodeError("Content is too small for png!")
         return UnsupportedFormatError("Content is not png!")
-    names = ", ".join(allowed[:-1]) + f" and {allowed[-1]}" if len(allowed) > 1 else allowed[0]
+    if len(allowed) == 1:
+        return UnsupportedFormatError(
+            f"Unsupported image file: not {allowed[0].upper()} data (it starts with {bytes(data[:8])!r}).")
+    names = ", ".join(allowed[:-1]) + f" and {allowed[-1]}"
     return UnsupportedFormatError(
         f"Unsupported image file. Only {names} are currently supported "
         f"(the data starts with {bytes(data[:8])!r}).")
 
 
 def _check_gif_webp_tensor(source: Any) -> None:
-    """torchvision's own wording for bad tensors given to decode_gif / decode_webp."""
+    """torchvision's own wording for bad tensors given to decode_gif / decode_webp / decode_avif / decode_heic."""
     if isinstance(source, torch.Tensor):
         if source.dtype != torch.uint8:
             raise InvalidInputTypeError(f"Input tensor must have uint8 data type, got {source.dtype}")
@@ -75,7 +80,7 @@ def _prepare(source: Any, allowed: tuple[ImageFormat, ...]) -> tuple[memoryview,
             if data.nbytes == 0:
                 return DecodeError(f"the file {os.fspath(source)!r} is empty")
         else:
-            if allowed in (("gif",), ("webp",)):
+            if len(allowed) == 1 and allowed[0] not in ("jpeg", "png"):
                 _check_gif_webp_tensor(source)
             data = encoded_view(source, what="input")
     except GpuvioError as exc:  # per image, so that a batch can name or skip it
@@ -140,7 +145,7 @@ def decode_image(input: list[torch.Tensor | bytes | str | os.PathLike[str]]
 def decode_image(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
                  apply_exif_orientation: bool = False, *, device: DeviceLike = "cpu",
                  backend: str | None = None, on_error: OnError = "raise") -> Any:
-    """Decode a JPEG, PNG, GIF or WebP image; the format is read from the data itself.
+    """Decode a JPEG, PNG, GIF, WebP, AVIF or HEIC image; the format is read from the data itself.
 
     Args:
         input: the encoded image as a ``Tensor[N] uint8`` (e.g. from :func:`read_file`), bytes, or
@@ -155,8 +160,8 @@ def decode_image(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED
             ``"skip"`` leaves bad images out of the result and warns which.
 
     Returns:
-        ``Tensor[C, H, W]`` uint8 (uint16 for 16-bit PNGs; ``Tensor[N, C, H, W]`` for an animated
-        GIF) on ``device``, or a list of them for a list input. On the CPU it is a channels-first
+        ``Tensor[C, H, W]`` uint8 (uint16 for 16-bit PNGs and 10/12-bit AVIF/HEIC;
+        ``Tensor[N, C, H, W]`` for an animated GIF) on ``device``, or a list of them for a list input. On the CPU it is a channels-first
         view of channels-last memory; 2- and 3-channel images decoded by Pillow keep its 4-byte
         pixel stride (call ``.contiguous()`` for packed memory).
 
@@ -166,8 +171,9 @@ def decode_image(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED
         MediaFileNotFoundError: a path does not exist (a ``FileNotFoundError``).
 
     Unlike torchvision's, ``bytes`` are taken as encoded data (torchvision reads them as a file
-    name), lists are accepted, and every mode is honoured for every format (torchvision refuses
-    the alpha modes for JPEGs and ignores the mode for GIFs).
+    name), lists are accepted, every mode is honoured for every format (torchvision refuses
+    the alpha modes for JPEGs and ignores the mode for GIFs), and AVIF and HEIC are decoded here
+    too (torchvision has only :func:`decode_avif` / :func:`decode_heic` for them).
     """
     return _decode(input, mode, apply_exif_orientation, device, backend, on_error, _ALL_FORMATS)
 
@@ -224,10 +230,38 @@ def decode_webp(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
     return _decode(input, mode, False, device, None, "raise", ("webp",))
 
 
+def decode_avif(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED, *,
+                device: DeviceLike = "cpu") -> Any:
+    """Decode an AVIF still image (through Pillow's libavif; no extra package needed).
+
+    Returns:
+        ``Tensor[C, H, W]``: C is 3, or 4 when the file has alpha, in ``UNCHANGED``; other modes
+        convert. uint8 for 8-bit files; uint16 (full 0..65535 range) for 10/12-bit files, which
+        FFmpeg's AV1 decoder decodes (without alpha: 10/12-bit AVIF with alpha raises
+        ``UnsupportedFormatError``). An animated AVIF raises ``DecodeError`` (decode it as a
+        video), as torchvision does. torchvision ignores ``GRAY`` modes here; gpuvio converts.
+    """
+    return _decode(input, mode, False, device, None, "raise", ("avif",))
+
+
+def decode_heic(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED, *,
+                device: DeviceLike = "cpu") -> Any:
+    """Decode a HEIC (HEIF with HEVC) image's primary picture, through libheif (``pip install 'gpuvio[heic]'``).
+
+    Returns:
+        ``Tensor[C, H, W]``: C is 3, or 4 when the file has alpha, in ``UNCHANGED``; other modes
+        convert. uint8 for 8-bit files; uint16 for 10/12-bit ones, the values shifted to the top
+        of the 16 bits (``value << (16 - bits)``), as torchvision does. The file's rotation and
+        mirroring are applied by libheif. Without ``pillow-heif`` installed it raises
+        ``UnsupportedFormatError`` saying so.
+    """
+    return _decode(input, mode, False, device, None, "raise", ("heic",))
+
+
 def read_image(path: str | os.PathLike[str], mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
                apply_exif_orientation: bool = False, *, device: DeviceLike = "cpu",
                backend: str | None = None) -> torch.Tensor:
-    """Read and decode a JPEG, PNG, GIF or WebP file. See :func:`decode_image`.
+    """Read and decode a JPEG, PNG, GIF, WebP, AVIF or HEIC file. See :func:`decode_image`.
 
     Returns:
         ``Tensor[C, H, W]`` uint8 (uint16 for 16-bit PNGs).

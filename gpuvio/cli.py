@@ -314,9 +314,22 @@ def _enum_name(table: dict[int, str], value: Any) -> str:
     return table.get(number, str(number))
 
 
+def _probe_heic(path: Path) -> dict[str, Any]:
+    try:
+        import pillow_heif
+    except ImportError:
+        raise ImportError("reading HEIC needs pillow-heif: pip install 'gpuvio[heic]'") from None
+    heif = pillow_heif.open_heif(path, convert_hdr_to_8bit=False)
+    return {"file": str(path), "kind": "image", "format": "heic", "size_bytes": path.stat().st_size,
+            "width": heif.size[0], "height": heif.size[1], "mode": heif.mode, "frames": len(heif),
+            "bit_depth": heif.info.get("bit_depth", 8)}
+
+
 def _probe_image(path: Path, fmt: str) -> dict[str, Any]:
     from PIL import Image
 
+    if fmt == "heic":
+        return _probe_heic(path)
     with Image.open(path) as im:
         info: dict[str, Any] = {
             "file": str(path), "kind": "image", "format": fmt, "size_bytes": path.stat().st_size,
@@ -812,7 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=("Describe FILE without decoding it: container, duration and bit rate; per stream the\n"
                      "codec, resolution, pixel format, colour tags (space, primaries, transfer, range), fps,\n"
                      "frame count, and the audio layout. Images: format, size, mode, subsampling."))
-    probe.add_argument("file", metavar="FILE", help="a video (mp4, mkv, avi, webm...) or image (jpeg, png, gif, webp)")
+    probe.add_argument("file", metavar="FILE", help="a video (mp4, mkv, avi, webm...) or image (jpeg, png, gif, webp, avif, heic)")
     probe.add_argument("--json", action="store_true", help="print JSON instead of a table")
     probe.set_defaults(func=_cmd_probe)
 
