@@ -16,7 +16,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
 
-from _fuzz import build_cases, run_cases  # noqa: E402
+from _fuzz import build_cases, generated_seeds, run_cases  # noqa: E402
 from conftest import MEDIA  # noqa: E402
 from test_fuzz import SEEDS  # noqa: E402
 
@@ -27,11 +27,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds without progress = hang")
     parser.add_argument("--save", action="store_true", help="keep crashing/hanging inputs in tests/regressions")
+    parser.add_argument("--images-only", action="store_true", help="fuzz only the image seeds")
     args = parser.parse_args()
     seeds = [(kind, (MEDIA / rel).read_bytes()) for kind, rel in SEEDS if (MEDIA / rel).exists()]
     if not seeds:
         print(f"no seed media under {MEDIA}", file=sys.stderr)
         return 2
+    seeds += generated_seeds()
+    if args.images_only:
+        seeds = [(kind, data) for kind, data in seeds if kind == "image"]
     workdir = Path(tempfile.mkdtemp(prefix="gpuvio-fuzz-"))
     report = run_cases(build_cases(seeds, args.cases, seed=args.seed), workdir, timeout=args.timeout)
     print(f"{report.cases} cases in {report.seconds:.0f} s: outcomes {report.outcomes}")

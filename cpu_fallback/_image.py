@@ -497,7 +497,7 @@ def _decode_avif_deep(data: memoryview) -> torch.Tensor:
     from ._frames import _accurate_flags
 
     try:
-        with av.open(io.BytesIO(bytes(data))) as container:
+        with av.open(io.BytesIO(bytes(data)), metadata_errors="ignore") as container:
             stream = container.streams.video[0]
             _check_pixels(stream.codec_context.width, stream.codec_context.height)
             frame = next(container.decode(stream))
@@ -526,20 +526,26 @@ def _decode_heic(data: memoryview) -> torch.Tensor:
             "decoding HEIC needs the pillow-heif package: pip install 'gpuvio[heic]'") from None
     try:
         heif = pillow_heif.open_heif(bytes(data), convert_hdr_to_8bit=False)
-    except (ValueError, RuntimeError, OSError, SyntaxError) as exc:
+        width, height = heif.size
+    except (ValueError, RuntimeError, OSError, SyntaxError, EOFError) as exc:
         raise DecodeError(f"HEIC data is corrupt: {exc}") from None
-    _check_pixels(*heif.size)  # before libheif decodes: opening reads the header only
+    except IndexError:  # pillow-heif found no image in the file
+        raise DecodeError("HEIC data is corrupt: it holds no image") from None
+    _check_pixels(width, height)  # before libheif decodes: opening reads the header only
     try:
         layout, raw, stride = heif.mode, heif.data, heif.stride
-    except (ValueError, RuntimeError, OSError, SyntaxError) as exc:
+    except (ValueError, RuntimeError, OSError, SyntaxError, EOFError) as exc:
         raise DecodeError(f"HEIC data is corrupt: {exc}") from None
     base, _, bits = layout.partition(";")
     channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}.get(base)
     if channels is None:
         raise DecodeError(f"unexpected HEIC pixel layout {layout!r}")
-    width, height = heif.size
     dtype = np.dtype("<u2") if bits == "16" else np.dtype(np.uint8)
-    rows = np.frombuffer(raw, dtype=dtype).reshape(height, stride // dtype.itemsize)
+    if stride < width * channels * dtype.itemsize or len(raw) < stride * height:
+        # libheif decoded another size than the header announced
+        raise DecodeError(f"HEIC data is corrupt: {len(raw)} decoded bytes do not hold {width}x{height} {layout}")
+    rows = np.frombuffer(raw, dtype=dtype, count=stride * height // dtype.itemsize).reshape(
+        height, stride // dtype.itemsize)
     hwc = rows[:, : width * channels].reshape(height, width, channels)
     return torch.from_numpy(hwc.astype(dtype.newbyteorder("="))).permute(2, 0, 1)
 
@@ -553,7 +559,7 @@ def _open(data: memoryview, fmt: str) -> Any:
         return Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[fmt]])
     except Image.DecompressionBombError as exc:
         raise ResourceLimitError(f"{exc} Raise PIL.Image.MAX_IMAGE_PIXELS to allow it.") from None
-    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError, RuntimeError) as exc:  # AVIF: RuntimeError
         if fmt == "png" and len(data) < 8:
             raise DecodeError("Content is too small for png!") from None
         raise _decode_error(fmt, data, exc) from None
@@ -568,7 +574,7 @@ def _load(im: Any, fmt: str, data: memoryview) -> None:
         im.load()
     except Image.DecompressionBombError as exc:
         raise ResourceLimitError(str(exc)) from None
-    except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError) as exc:
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, RuntimeError) as exc:
         raise _decode_error(fmt, data, exc) from None
 
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["FuzzReport", "mutate", "run_cases"]
+__all__ = ["FuzzReport", "build_cases", "generated_seeds", "mutate", "run_cases"]
 
 _WORKER = r"""
 import faulthandler, json, sys, warnings
@@ -28,13 +28,13 @@ warnings.simplefilter("ignore")
 import gpuvio
 from gpuvio._errors import GpuvioError
 
-def attempt(fn):
+def attempt(fn, tolerated=()):
     try:
         fn()
         return "ok"
     except GpuvioError as exc:
         return "gpuvio:" + type(exc).__name__
-    except (IndexError, StopIteration) as exc:
+    except tolerated as exc:
         return "ok:" + type(exc).__name__
     except Exception as exc:  # anything else is a leak of a foreign error type
         return "foreign:" + type(exc).__module__ + "." + type(exc).__name__ + ": " + str(exc)[:120]
@@ -64,7 +64,9 @@ for line in open(sys.argv[1]):
     data = open(path, "rb").read()
     print(json.dumps({"start": int(index)}), flush=True)
     calls = video_calls(data) if kind == "video" else image_calls(data)
-    outcome = {name: attempt(fn) for name, fn in calls}
+    # a reader's iteration may end in StopIteration / IndexError; an image decode may not
+    tolerated = (IndexError, StopIteration) if kind == "video" else ()
+    outcome = {name: attempt(fn, tolerated) for name, fn in calls}
     print(json.dumps({"done": int(index), "outcome": outcome}), flush=True)
 """
 
@@ -183,3 +185,44 @@ def build_cases(seeds: list[tuple[str, bytes]], count: int, *, seed: int = 0) ->
         donors = [d for k, d in seeds if k == kind and d is not data]
         cases.append((kind, mutate(data, rng, donor=rng.choice(donors) if donors else None)))
     return cases
+
+
+def generated_seeds() -> list[tuple[str, bytes]]:
+    """Image seeds made here for what the shared media lack: 8-bit RGB PNG (FFmpeg's PNG path),
+    8-bit AVIF with alpha, 10-bit AVIF (FFmpeg's AV1 path) and HEIC, where this machine can make them."""
+    import io
+
+    import numpy as np
+    from PIL import Image, features
+
+    y, x = np.mgrid[0:40, 0:56]
+    rgb = np.stack([x * 4, y * 6, (x + y) * 2], axis=2).astype(np.uint8)
+    seeds = []
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG")
+    seeds.append(("image", out.getvalue()))
+    if features.check("avif"):
+        out = io.BytesIO()
+        Image.fromarray(np.dstack([rgb, rgb[:, :, 0]])).save(out, format="AVIF", quality=80)
+        seeds.append(("image", out.getvalue()))
+    try:
+        import av
+
+        out = io.BytesIO()
+        with av.open(out, "w", format="avif") as container:
+            stream = container.add_stream("libsvtav1", rate=1)
+            stream.height, stream.width, stream.pix_fmt = 40, 56, "yuv420p10le"
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p10le")
+            for packet in [*stream.encode(frame), *stream.encode()]:
+                container.mux(packet)
+        seeds.append(("image", out.getvalue()))
+    except Exception:  # noqa: BLE001 - no AV1 encoder or AVIF muxer in this build
+        pass
+    try:
+        import pillow_heif
+    except ImportError:
+        return seeds
+    out = io.BytesIO()
+    pillow_heif.from_bytes(mode="RGB", size=(56, 40), data=rgb.tobytes()).save(out, quality=80)
+    seeds.append(("image", out.getvalue()))
+    return seeds

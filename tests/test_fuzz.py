@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from _fuzz import build_cases, run_cases
+from _fuzz import build_cases, generated_seeds, run_cases
 from conftest import MEDIA
 
 REGRESSIONS = Path(__file__).parent / "regressions"
@@ -32,7 +32,7 @@ def _seeds() -> list[tuple[str, bytes]]:
     found = [(kind, (MEDIA / rel).read_bytes()) for kind, rel in SEEDS if (MEDIA / rel).exists()]
     if not found:
         pytest.skip(f"no seed media under {MEDIA}")
-    return found
+    return found + generated_seeds()
 
 
 def _check(report) -> None:
