@@ -20,6 +20,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from gpuvio._errors import DecodeError
+
 __all__ = [
     "FrameStack",
     "Layout",
@@ -159,10 +161,16 @@ class RgbConverter:
         kwargs: dict[str, Any] = {}
         if not same_size:
             kwargs = {"width": width, "height": height}
-        # swscale assumes limited range for every yuv* format unless told the frame's range
-        planar = self._reformatter().reformat(
-            frame, format="gbrp", interpolation=_accurate_flags(), src_color_range=frame.color_range or None,
-            dst_color_range="JPEG", threads=1, **kwargs)
+        import av
+
+        try:
+            # swscale assumes limited range for every yuv* format unless told the frame's range
+            planar = self._reformatter().reformat(
+                frame, format="gbrp", interpolation=_accurate_flags(), src_color_range=frame.color_range or None,
+                dst_color_range="JPEG", threads=1, **kwargs)
+        except av.FFmpegError as exc:  # a frame of a corrupt stream, e.g. a size swscale refuses
+            raise DecodeError(
+                f"a decoded {frame.width}x{frame.height} {name} frame could not be converted to RGB: {exc}") from None
         g, b, r = (_plane(p) for p in planar.planes)
         if layout == "CHW":
             out[0], out[1], out[2] = r, g, b
