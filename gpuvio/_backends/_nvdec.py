@@ -458,7 +458,7 @@ class NvdecVideoSource(PyAVVideoSource):
         assert self._plan is not None
         plan = self._plan
         session = self._backend.acquire(plan, self._gpu_device)
-        containers = [open_container(self._source)]
+        containers: list[Any] = []
 
         def reopen() -> tuple[Any, Any]:
             containers[-1].close()
@@ -466,6 +466,7 @@ class NvdecVideoSource(PyAVVideoSource):
             return containers[-1], containers[-1].streams[self._stream.index]
 
         try:
+            containers.append(open_container(self._source))  # inside: a failure must release the session
             with StreamScope(session) as scope:
                 out = scope.alloc((len(wanted), 3, plan.height, plan.width))
                 converter = SurfaceConverter(plan, session.device)

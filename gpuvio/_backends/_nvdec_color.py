@@ -264,7 +264,7 @@ def fused_kernel(device: torch.device, *, matrix: Matrix, full_range: bool, bit_
             module = _modules.get(key[0])
             if module is None:
                 with cupy.cuda.Device(key[0]):
-                    module = cupy.RawModule(code=KERNEL_SOURCE, options=("--fmad=false", "-std=c++11"))
+                    module = cupy.RawModule(code=KERNEL_SOURCE, options=("--fmad=false",))
                 _modules[key[0]] = module
             kernel = FusedNv12Kernel(module, matrix=matrix, full_range=full_range, bit_depth=bit_depth,
                                      siting=siting)

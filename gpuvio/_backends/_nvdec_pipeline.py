@@ -187,6 +187,12 @@ def check_caps(caps: dict[str, int], plan: StreamPlan) -> None:
         raise NvdecUnsupported(f"{plan.width}x{plan.height} has more macroblocks than NVDEC's {mb_max}")
 
 
+def _headroom(size: int, limit: int | None) -> int:
+    """``size`` rounded up to a multiple of 64, but not past the decoder's ``limit``."""
+    rounded = (size + 63) // 64 * 64
+    return min(rounded, limit) if limit else rounded
+
+
 def engine_count(nvc: Any, device_index: int, plan: StreamPlan | None = None) -> int:
     """How many NVDEC engines the device has (1 when the driver does not say)."""
     probe = plan or StreamPlan("h264", "H264", 1920, 1080, 8, "bt709", False)
@@ -278,11 +284,13 @@ class NvdecSession:
         self.reused = False
         self.stream = torch.cuda.Stream(device=device)
         # generous maxima so that a later file with the same display size but a larger coded
-        # size (1080 coded as 1088, say) reconfigures instead of failing
+        # size (1080 coded as 1088, say) reconfigures instead of failing; never above the GPU's own
+        caps = decoder_caps(nvc, device.index, plan)
         self.decoder = nvc.CreateDecoder(
             gpuid=device.index, codec=_enum_member(nvc.cudaVideoCodec, plan.nv_codec), cudacontext=0,
             cudastream=self.stream.cuda_stream, usedevicememory=True,
-            maxwidth=(plan.width + 63) // 64 * 64, maxheight=(plan.height + 63) // 64 * 64)
+            maxwidth=_headroom(plan.width, caps.get("width_max")),
+            maxheight=_headroom(plan.height, caps.get("height_max")))
         self._prep: _PacketPrep | None = None
         self._rows = plan.height * 3 // 2
         self._use_dlpack = plan.surface_bits == 8
@@ -614,6 +622,17 @@ class StreamScope:
         if self.cuda:
             self.consumer.wait_stream(self.session.stream)  # type: ignore[attr-defined]
 
+    def on_consumer(self, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """``make()`` run on the consumer stream after the session's work: a result that it
+        allocates (a copy, a concatenation, a reordering of frames) then belongs to the caller's
+        stream, so the allocator never hands its memory to a later decode while the caller's
+        queued work still reads it."""
+        if not self.cuda:
+            return make()
+        self.consumer.wait_stream(self.session.stream)  # type: ignore[attr-defined]
+        with torch.cuda.stream(self.consumer):
+            return make()
+
     def alloc(self, shape: tuple[int, ...]) -> torch.Tensor:
         if not self.cuda:
             return torch.empty(shape, dtype=torch.uint8)
@@ -722,7 +741,8 @@ def read_range(container: Any, stream: Any, session: Session, plan: StreamPlan, 
         slots[pts] = slot
     converter.flush()
     session.reset()
-    return store.gather([slots[p] for p in sorted(slots)])
+    order = [slots[p] for p in sorted(slots)]
+    return scope.on_consumer(lambda: store.gather(order))
 
 
 def capacity_hint(stream: Any, start: Any, end: Any) -> int:
