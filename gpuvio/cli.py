@@ -595,7 +595,7 @@ def _progress(**kwargs: Any) -> Any:
 
 _PACKAGES = [
     ("gpuvio", "gpuvio"), ("torch", "torch"), ("av (PyAV)", "av"), ("Pillow", "pillow"),
-    ("numpy", "numpy"), ("PyNvVideoCodec", "PyNvVideoCodec"),
+    ("numpy", "numpy"), ("pillow-heif", "pillow-heif"), ("PyNvVideoCodec", "PyNvVideoCodec"),
     ("nvImageCodec", "nvidia-nvimgcodec-cu13|nvidia-nvimgcodec-cu12"),
     ("DALI", "nvidia-dali-cuda130|nvidia-dali-cuda120|nvidia-dali-cuda110"),
     ("cupy", "cupy-cuda13x|cupy-cuda12x"), ("torchvision", "torchvision"),
@@ -684,6 +684,7 @@ def system_info() -> dict[str, Any]:
         "ffmpeg": getattr(av, "ffmpeg_version_info", None),
         "libjpeg_turbo": features.version("libjpeg_turbo") if features.check_feature("libjpeg_turbo")
         else None,
+        "pillow_avif": features.version("avif") if features.check("avif") else None,
         "gpus": _nvidia_smi() or _torch_gpus(),
     }
 
@@ -731,8 +732,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
             extra = f" (CUDA {sysinfo['torch_cuda']})" if sysinfo["torch_cuda"] else " (CPU-only build)"
         if label == "av (PyAV)" and ver:
             extra = f" (FFmpeg {sysinfo['ffmpeg']})"
-        if label == "Pillow" and ver and sysinfo["libjpeg_turbo"]:
-            extra = f" (libjpeg-turbo {sysinfo['libjpeg_turbo']})"
+        if label == "Pillow" and ver:
+            libs = [f"libjpeg-turbo {sysinfo['libjpeg_turbo']}" if sysinfo["libjpeg_turbo"] else None,
+                    f"libavif {sysinfo['pillow_avif']}" if sysinfo.get("pillow_avif") else "no AVIF"]
+            extra = f" ({', '.join(lib for lib in libs if lib)})"
+        if label == "pillow-heif" and not ver:
+            extra = " (HEIC decoding: pip install 'gpuvio[heic]')"
         print(f"  {label:<16} {ver or 'not installed'}{extra}")
     print("\nDevices:")
     print("  cpu              usable")
