@@ -2,18 +2,30 @@
 
 Called by ``benchmarks/device_check.sh`` after it has installed the wheels; usable alone::
 
-    python benchmarks/device_check.py OUTDIR [--dry-run] [--pytest-timeout 200]
+    python benchmarks/device_check.py OUTDIR [--dry-run] [--skip-tests]
 
 Writes ``OUTDIR/device_check.json``::
 
     {"device", "driver", "commit", "date", "dry_run", "elapsed_s",
      "tests": {"passed", "failed", "skipped", "errors"},
      "results": [{"name", "value", "unit"}, ...],
-     "environment": {...}, "errors": [...]}
+     "stages": {stage: {"seconds", "timeout_s", "exit" (null: killed at its limit)}},
+     "environment": {...}, "errors": [{"part", "error"}, ...]}
 
-Nothing here is allowed to end the run early: every part records its failure in ``errors`` and
-the JSON is written whatever happens. ``--dry-run`` skips what needs a GPU (the tests still run:
-the cuda ones report as skipped), to check the script itself on a machine without one.
+``errors`` also says which required figure (issues 3 and 4) is missing, and why.
+
+Nothing here may end the run early or lose what was measured:
+
+* the tests and both benchmarks run as child processes with time limits (a driver abort inside
+  PyNvVideoCodec ends its process without a Python exception; a decoder can hang in C code);
+* the benchmarks rewrite their own JSON after every figure, which is merged here, so a killed
+  benchmark still gives the figures it measured, and an error entry says where it stopped;
+* this record is rewritten after every stage, so a kill of the whole run keeps the stages done.
+
+Stage limits (seconds, from the environment): GPUVIO_TIMEOUT_TESTS_NVDEC, GPUVIO_TIMEOUT_TESTS_CUDA,
+GPUVIO_TIMEOUT_VIDEO, GPUVIO_TIMEOUT_IMAGE, each cut so that the later stages keep a share of
+GPUVIO_CHECK_BUDGET_S. ``--dry-run`` skips what needs a GPU (the tests still run: the cuda ones
+report as skipped), to check the script itself on a machine without one.
 """
 
 from __future__ import annotations
@@ -21,11 +33,12 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime
-import importlib
 import importlib.util
 import json
 import os
 import platform
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,23 +48,108 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+for _path in (str(REPO), str(HERE)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from _record import write_json  # noqa: E402
+
+# (environment variable, default seconds, share kept for the stage when earlier ones run long)
+STAGES: dict[str, tuple[str, float, float]] = {
+    "tests_nvdec": ("GPUVIO_TIMEOUT_TESTS_NVDEC", 150.0, 45.0),
+    "tests_cuda": ("GPUVIO_TIMEOUT_TESTS_CUDA", 150.0, 45.0),
+    "gpu_video": ("GPUVIO_TIMEOUT_VIDEO", 300.0, 90.0),
+    "gpu_image": ("GPUVIO_TIMEOUT_IMAGE", 150.0, 60.0),
+}
+BUDGET = ("GPUVIO_CHECK_BUDGET_S", 480.0)
+
+# the figures issues 3 and 4 ask the device check for
+REQUIRED = (
+    "read_video_cuda_1080p_h264_fps", "parity_max_abs_diff", "parity_mean_abs_diff",
+    "decode_videos_cuda_1080p_h264_fps", "read_video_cpu_1080p_h264_fps",
+    "decode_jpeg_cuda_batch_imgs_per_s", "image_parity_mean_abs_diff", "encode_jpeg_cuda_batch_imgs_per_s",
+    "decode_jpeg_cpu_backend_all_cores_imgs_per_s", "encode_jpeg_cpu_backend_all_cores_imgs_per_s",
+)
 
 
-def _run(cmd: list[str], timeout: float) -> tuple[int, str]:
+def _env_seconds(name: str, default: float, errors: list) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+        value = float(raw)
+        if value > 0:
+            return value
+    except ValueError:
+        pass
+    errors.append({"part": "settings", "error": f"{name}={raw!r} is not a positive number; using {default}"})
+    return default
+
+
+class _Budget:
+    """Stage time limits: each stage's own, cut so that every later stage keeps its share."""
+
+    def __init__(self, errors: list) -> None:
+        self.deadline = time.monotonic() + _env_seconds(*BUDGET, errors)
+        self.limits = {stage: (_env_seconds(var, default, errors), share)
+                       for stage, (var, default, share) in STAGES.items()}
+
+    def timeout(self, stage: str) -> float:
+        names = list(self.limits)
+        reserve = sum(self.limits[s][1] for s in names[names.index(stage) + 1:])
+        left = self.deadline - time.monotonic() - reserve
+        return min(self.limits[stage][0], max(30.0, left))  # past the budget: still a short try
+
+
+def _capture(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """A short command's exit status and output (-1 when it could not run or timed out)."""
+    try:
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                              env=env)
         return done.returncode, (done.stdout + done.stderr).strip()
     except (OSError, subprocess.TimeoutExpired) as exc:
         return -1, f"{type(exc).__name__}: {exc}"
 
 
+def _run_logged(cmd: list[str], log: Path, timeout: float) -> tuple[int | None, float, str]:
+    """Run ``cmd`` with its output appended to ``log``; kill its process group at ``timeout``.
+
+    Returns (exit status, or None when killed at the limit; seconds; this run's output).
+    """
+    start = time.perf_counter()
+    with log.open("a") as fh:
+        fh.write(f"\n$ {' '.join(cmd)}   (limit {timeout:.0f} s)\n")
+        fh.flush()
+        offset = fh.tell()
+        # its own process group, so that a kill reaches any children too; the same session, so
+        # that the device tool still ends it if this whole run is stopped
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, process_group=0,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # a kill keeps the output so far
+        try:
+            code: int | None = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            code = None
+            fh.write(f"\n[killed at the {timeout:.0f} s limit]\n")
+    with log.open() as fh:
+        fh.seek(offset)
+        output = fh.read()
+    elapsed = time.perf_counter() - start
+    print("\n".join(output.rstrip().splitlines()[-25:]))
+    return code, elapsed, output
+
+
+def _how(code: int | None, timeout: float) -> str:
+    return f"killed at its {timeout:.0f} s limit" if code is None else f"exit {code}"
+
+
 def gpu_facts(errors: list) -> dict[str, Any]:
     """GPU name and driver from nvidia-smi (torch as a second opinion)."""
     facts: dict[str, Any] = {"device": None, "driver": None}
-    code, out = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"], 30)
+    code, out = _capture(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"], 30)
     if code == 0 and out:
         first = out.splitlines()[0].split(",")
         facts["device"] = first[0].strip()
@@ -71,15 +169,39 @@ def gpu_facts(errors: list) -> dict[str, Any]:
     return facts
 
 
+def _load(path: str) -> str | None:
+    """None when the library loads, else the loader's message."""
+    try:
+        ctypes.CDLL(path)
+        return None
+    except OSError as exc:
+        return str(exc)
+
+
+def _nvjpeg() -> str:
+    """Where nvJPEG loads from: a system soname, or a wheel's ``nvidia/*/lib`` folder on sys.path
+    (the cu13 wheel ships ``nvidia/cu13/lib/libnvjpeg.so.13``; no unversioned name anywhere)."""
+    messages = []
+    for name in ("libnvjpeg.so.13", "libnvjpeg.so.12", "libnvjpeg.so"):
+        problem = _load(name)
+        if problem is None:
+            return f"ok: {name} (system loader)"
+        messages.append(problem)
+    for base in sys.path:
+        for found in sorted(Path(base or ".").glob("nvidia/*/lib/libnvjpeg.so*")):
+            problem = _load(str(found))
+            if problem is None:
+                # nvImageCodec's RUNPATH looks in <its nvidia/>/cu13/lib, not along sys.path
+                beside = (found.parents[2] / "nvimgcodec").is_dir()
+                return f"ok: {found}" + ("" if beside else " (not beside nvidia/nvimgcodec, which will miss it)")
+            messages.append(problem)
+    return "not found: " + "; ".join(messages)
+
+
 def library_facts() -> dict[str, str]:
-    """Whether the driver's libraries load: 'ok' or the loader's message."""
-    out = {}
-    for name in ("libcuda.so.1", "libnvcuvid.so.1", "libnvidia-encode.so.1", "libnvjpeg.so"):
-        try:
-            ctypes.CDLL(name)
-            out[name] = "ok"
-        except OSError as exc:
-            out[name] = str(exc)
+    """Whether the driver's libraries and nvJPEG load: 'ok' (and where) or the loader's message."""
+    out = {name: _load(name) or "ok" for name in ("libcuda.so.1", "libnvcuvid.so.1", "libnvidia-encode.so.1")}
+    out["libnvjpeg"] = _nvjpeg()
     return out
 
 
@@ -88,7 +210,7 @@ def package_versions() -> dict[str, str | None]:
 
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in ("torch", "av", "PyNvVideoCodec", "cupy-cuda13x", "cupy-cuda12x", "nvidia-nvimgcodec-cu13",
-                 "nvidia-nvimgcodec-cu12", "numpy", "pillow", "torchvision", "gpuvio"):
+                 "nvidia-nvimgcodec-cu12", "nvidia-nvjpeg", "numpy", "pillow", "torchvision", "gpuvio"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -106,94 +228,131 @@ def backend_facts(errors: list) -> dict[str, Any]:
         return {}
 
 
-def commit() -> str:
-    if os.environ.get("GPUVIO_COMMIT"):
-        return os.environ["GPUVIO_COMMIT"]
-    code, out = _run(["git", "rev-parse", "HEAD"], 10)
+def commit(errors: list) -> str:
+    """GPUVIO_COMMIT, else git (the tree's own repository only), else benchmarks/.device_commit."""
+    if os.environ.get("GPUVIO_COMMIT", "").strip():
+        return os.environ["GPUVIO_COMMIT"].strip()
+    # the ceiling keeps git from answering with some repository above the copied tree
+    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(REPO.parent)}
+    code, out = _capture(["git", "describe", "--always", "--dirty", "--abbrev=40", "--exclude=*"], 10, env)
     if code == 0 and out:
         return out.splitlines()[-1].strip()
     stamp = REPO / "benchmarks" / ".device_commit"  # written by whoever sends the tree, if anyone
-    return stamp.read_text().strip() if stamp.exists() else "unknown"
+    if stamp.exists() and stamp.read_text().strip():
+        return stamp.read_text().strip()
+    errors.append({"part": "commit", "error": "unknown: GPUVIO_COMMIT is unset, there is no git repository "
+                   f"here ({out[-200:]}) and no benchmarks/.device_commit; put GPUVIO_COMMIT=<hash> in the "
+                   "command (see device_check.sh)"})
+    return "unknown"
 
 
-def run_tests(out_dir: Path, timeout: float, errors: list) -> dict[str, int]:
-    """``pytest -m cuda`` with a JUnit report; counts from the report."""
-    junit = out_dir / "cuda_tests.xml"
-    log = out_dir / "cuda_tests.log"
-    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-rfEs", "-p", "no:cacheprovider",
-           f"--junitxml={junit}", "tests"]
-    if importlib.util.find_spec("pytest_timeout") is not None:
-        cmd.insert(-1, "--timeout=90")  # one hung test must not cost the whole report
-    code, output = _run(cmd, timeout)
-    log.write_text(output)
-    print(output[-4000:])
+# "tests/x.py::test_y[cuda] PASSED  [ 10%]", as pytest -v prints each test
+_VERBOSE_LINE = re.compile(r"^(\S+::\S.*?) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", re.MULTILINE)
+_OUTCOME = {"PASSED": "passed", "XPASS": "passed", "FAILED": "failed", "ERROR": "errors", "SKIPPED": "skipped",
+            "XFAIL": "skipped"}
+
+
+def _junit_counts(junit: Path) -> tuple[dict[str, int], list[str]]:
+    """Counts and the failing test ids from a JUnit report."""
     counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
-    if not junit.exists():
-        errors.append({"part": "pytest -m cuda", "error": f"no report (exit {code}): {output[-800:]}"})
-        return counts
-    try:
-        root = ET.parse(junit).getroot()
-        suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
-        for suite in suites:
-            total = int(suite.get("tests", 0))
-            failed = int(suite.get("failures", 0))
-            errored = int(suite.get("errors", 0))
-            skipped = int(suite.get("skipped", 0))
-            counts["failed"] += failed
-            counts["errors"] += errored
-            counts["skipped"] += skipped
-            counts["passed"] += total - failed - errored - skipped
-        failing = [f"{c.get('classname')}::{c.get('name')}" for c in root.iter("testcase")
-                   if c.find("failure") is not None or c.find("error") is not None]
-        if failing:
-            errors.append({"part": "pytest -m cuda", "error": "failing: " + ", ".join(failing[:40])})
-    except ET.ParseError as exc:
-        errors.append({"part": "pytest -m cuda", "error": f"unreadable report: {exc}"})
-    return counts
+    root = ET.parse(junit).getroot()
+    for suite in [root] if root.tag == "testsuite" else list(root.iter("testsuite")):
+        total, failed = int(suite.get("tests", 0)), int(suite.get("failures", 0))
+        errored, skipped = int(suite.get("errors", 0)), int(suite.get("skipped", 0))
+        counts["failed"] += failed
+        counts["errors"] += errored
+        counts["skipped"] += skipped
+        counts["passed"] += total - failed - errored - skipped
+    failing = [f"{c.get('classname')}::{c.get('name')}" for c in root.iter("testcase")
+               if c.find("failure") is not None or c.find("error") is not None]
+    return counts, failing
 
 
-def run_benchmarks(results: list, errors: list, *, dry_run: bool, out_dir: Path) -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import gpu_video
+def _verbose_counts(output: str) -> tuple[dict[str, int], list[str]]:
+    """Counts and the failing test ids from pytest -v's per-test lines (when no report was written)."""
+    counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
+    failing = []
+    for node, outcome in _VERBOSE_LINE.findall(output):
+        counts[_OUTCOME[outcome]] += 1
+        if outcome in ("FAILED", "ERROR"):
+            failing.append(node)
+    return counts, failing
 
-        print("== benchmarks/gpu_video.py")
-        # media stay out of OUTDIR: only the record and the logs are meant to come back
-        gpu_video.run(results, dry_run=dry_run, workdir=Path(tempfile.gettempdir()) / "gpuvio-device-media",
-                      errors=errors)
-    except Exception as exc:  # noqa: BLE001
-        errors.append({"part": "gpu_video", "error": f"{type(exc).__name__}: {exc}",
-                       "trace": traceback.format_exc(limit=6)})
-    if (REPO / "benchmarks" / "gpu_image.py").exists():
+
+def run_tests(label: str, targets: list[str], report: str, out_dir: Path, timeout: float,
+              errors: list) -> tuple[dict[str, int], dict[str, Any]]:
+    """One ``pytest -m cuda`` call; counts from its JUnit report, or from its -v lines if it was killed."""
+    junit = Path(tempfile.gettempdir()) / f"gpuvio_{label}_{os.getpid()}.xml"  # OUTDIR keeps few files
+    junit.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-v", report, "-p", "no:cacheprovider",
+           "--continue-on-collection-errors", f"--junitxml={junit}"]
+    if importlib.util.find_spec("pytest_timeout") is not None:
+        # one hung test must not cost the whole call (it cannot interrupt C code: the outer limit does)
+        cmd.append("--timeout=90")
+    code, seconds, output = _run_logged(cmd + targets, out_dir / "cuda_tests.log", timeout)
+    stage = {"seconds": round(seconds, 1), "timeout_s": round(timeout), "exit": code}
+    part = f"pytest -m cuda ({label})"
+    counts, failing = _verbose_counts(output)
+    if junit.exists():
         try:
-            gpu_image = importlib.import_module("gpu_image")
-            print("== benchmarks/gpu_image.py")
-            if dry_run:
-                gpu_image.run(results, cpu_only=True, images=32, repeats=2)
-            else:
-                gpu_image.run(results)
-        except Exception as exc:  # noqa: BLE001
-            errors.append({"part": "gpu_image", "error": f"{type(exc).__name__}: {exc}",
-                           "trace": traceback.format_exc(limit=6)})
+            counts, failing = _junit_counts(junit)
+        except (ET.ParseError, ValueError) as exc:
+            errors.append({"part": part, "error": f"unreadable JUnit report ({exc}); counts from the -v lines"})
+    else:
+        last = [line for line in output.splitlines() if "::" in line][-1:]
+        errors.append({"part": part, "error": f"no JUnit report ({_how(code, timeout)}); counts from the -v "
+                       f"lines; last test line: {last[0] if last else 'none'}; output: {output[-600:]}"})
+    if failing:
+        errors.append({"part": part, "error": "failing: " + ", ".join(failing[:40])})
+    return counts, stage
+
+
+def run_benchmark(name: str, args: list[str], out_dir: Path, timeout: float, results: list,
+                  errors: list) -> dict[str, Any]:
+    """``benchmarks/<name>.py`` as a child process; its figures and errors join the record."""
+    target = Path(tempfile.gettempdir()) / f"gpuvio_{name}_{os.getpid()}.json"  # per run: no stale figures
+    target.unlink(missing_ok=True)
+    cmd = [sys.executable, str(HERE / f"{name}.py"), "--json", str(target), *args]
+    code, seconds, output = _run_logged(cmd, out_dir / "benchmarks.log", timeout)
+    stage = {"seconds": round(seconds, 1), "timeout_s": round(timeout), "exit": code}
+    try:
+        data = json.loads(target.read_text())
+    except (OSError, ValueError) as exc:
+        errors.append({"part": name, "error": f"no figures: its JSON is missing or unreadable ({exc}); "
+                       f"{_how(code, timeout)}; output: {output[-800:]}"})
+        return stage
+    results.extend(data.get("results", []))
+    errors.extend({**e, "part": f"{name}: {e.get('part')}"} for e in data.get("errors", []))
+    if not data.get("complete"):
+        errors.append({"part": name, "error": f"stopped early ({_how(code, timeout)}) during "
+                       f"{data.get('running')!r}; the {len(data.get('results', []))} figures before that are kept; "
+                       f"output: {output[-800:]}"})
+    elif code != (1 if data.get("errors") else 0):
+        # it finished, then died on the way out (a driver abort in a destructor, say)
+        errors.append({"part": name, "error": f"{_how(code, timeout)} after finishing; output: {output[-400:]}"})
+    return stage
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir")
     parser.add_argument("--dry-run", action="store_true", help="skip everything that needs a GPU")
-    parser.add_argument("--pytest-timeout", type=float, default=200.0, help="seconds for pytest -m cuda")
     parser.add_argument("--skip-tests", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for log in ("cuda_tests.log", "benchmarks.log"):  # appended by each stage: start them empty
+        (out_dir / log).write_text("")
     errors: list = []
     results: list = []
+    stages: dict[str, Any] = {}
+    budget = _Budget(errors)
     record: dict[str, Any] = {
-        "device": None, "driver": None, "commit": commit(),
+        "device": None, "driver": None, "commit": commit(errors),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "dry_run": args.dry_run, "tests": {"passed": 0, "failed": 0, "skipped": 0, "errors": 0},
-        "results": results, "errors": errors,
+        "results": results, "stages": stages, "errors": errors,
     }
     target = out_dir / "device_check.json"
     install_errors = out_dir / "install_errors.txt"  # written by device_check.sh
@@ -202,7 +361,7 @@ def main() -> int:
 
     def save() -> None:
         record["elapsed_s"] = round(time.perf_counter() - started, 1)
-        target.write_text(json.dumps(record, indent=2, default=str))
+        write_json(target, record)
 
     try:
         facts = {} if args.dry_run else gpu_facts(errors)
@@ -214,10 +373,25 @@ def main() -> int:
         print(json.dumps(record["environment"]["libraries"], indent=1))
         save()
         if not args.skip_tests:
-            print("== pytest -m cuda")
-            record["tests"] = run_tests(out_dir, args.pytest_timeout, errors)
+            # NVDEC's tests alone first, with a line per test: a hang there then cannot hide the rest
+            for label, targets, report in (("tests_nvdec", ["tests/test_nvdec.py"], "-rA"),
+                                           ("tests_cuda", ["--ignore=tests/test_nvdec.py", "tests"], "-rfEs")):
+                print(f"== pytest -m cuda ({label})")
+                counts, stages[label] = run_tests(label, targets, report, out_dir, budget.timeout(label), errors)
+                record["tests"] = {k: record["tests"][k] + counts[k] for k in record["tests"]}
+                save()
+        benchmarks = (("gpu_video", ["--workdir", str(Path(tempfile.gettempdir()) / "gpuvio-device-media")]
+                       + (["--dry-run"] if args.dry_run else [])),
+                      ("gpu_image", ["--cpu-only", "--images", "32", "--repeats", "2"] if args.dry_run else []))
+        for name, extra in benchmarks:
+            print(f"== benchmarks/{name}.py")
+            stages[name] = run_benchmark(name, extra, out_dir, budget.timeout(name), results, errors)
             save()
-        run_benchmarks(results, errors, dry_run=args.dry_run, out_dir=out_dir)
+        names = {r.get("name") for r in results}
+        missing = [n for n in REQUIRED if n not in names]
+        if missing:
+            why = "a dry run measures nothing on a GPU" if args.dry_run else "the errors above say why"
+            errors.append({"part": "required figures", "error": f"missing ({why}): {', '.join(missing)}"})
     except BaseException as exc:  # noqa: BLE001 - the record is written whatever happens
         errors.append({"part": "device_check", "error": f"{type(exc).__name__}: {exc}",
                        "trace": traceback.format_exc(limit=8)})

@@ -19,21 +19,40 @@
 # That is av 36 MB, PyNvVideoCodec 27 MB, nvImageCodec 25 MB, nvJPEG 3.7 MB (checked 2026-11: av-18.1.0-cp311-abi3,
 # pynvvideocodec-2.2.4-cp312, nvidia_nvimgcodec_cu13-0.9.0.20-py3-none; all manylinux_2_28_x86_64).
 # Together they exceed the device tool's 64 MiB per run, so carry them in two back-to-back runs
-# (ignored folders stay on a warm machine between runs):
+# (ignored folders stay on a warm machine between runs).
+#
+# The tree travels without .git, so the commit must be in the command, written out literally
+# ($(git ...) would run over there). Print it here first:
+#
+#   git describe --always --dirty --abbrev=40 --exclude='*'      # the hash, "-dirty" if modified
+#
+# then (GPUVIO_NO_INSTALL=1: PYTHONPATH is enough, and an editable install there only adds noise):
+#
 #   run(command="ls .whl-1", carry=[".whl-1"])
-#   run(command="benchmarks/device_check.sh $OUT/check .whl-1:.whl-2", carry=[".whl-2"], timeout_s=420)
+#   run(command="GPUVIO_COMMIT=<that hash> GPUVIO_NO_INSTALL=1 bash benchmarks/device_check.sh $OUT/check .whl-1:.whl-2",
+#       carry=[".whl-2"], timeout_s=600)
+#
+# Time: GPUVIO_CHECK_BUDGET_S (default 480) bounds device_check.py; each stage has its own limit,
+# cut so that every later stage keeps a share: GPUVIO_TIMEOUT_TESTS_NVDEC (150), GPUVIO_TIMEOUT_TESTS_CUDA
+# (150), GPUVIO_TIMEOUT_VIDEO (300), GPUVIO_TIMEOUT_IMAGE (150). The install before it takes well
+# under a minute, so timeout_s must be at least the budget plus 60. The record is rewritten after
+# every stage (and the benchmarks' figures after every figure), so a kill keeps what was measured.
+# Files under OUTDIR (the device tool returns 8 at most): device_check.json, cuda_tests.log,
+# benchmarks.log, wheel_install.log, and install_errors.txt / pip_install_gpuvio.log when needed.
+#
 # The machine already has torch 2.11 + CUDA 13, CuPy, Pillow, numpy and pytest. "--dry-run"
-# rehearses everything that runs without a GPU. Set GPUVIO_COMMIT to the commit being checked
-# when the tree travels without .git.
+# rehearses everything that runs without a GPU.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
-OUT=${1:?usage: benchmarks/device_check.sh OUTDIR [WHEELDIR] [--dry-run]}
+OUT=${1:?usage: benchmarks/device_check.sh OUTDIR [WHEELDIRS] [--dry-run]}
 WHEELS=${2:-.whl}
 DRY=""
 for arg in "$@"; do [ "$arg" = "--dry-run" ] && DRY="--dry-run"; done
 [ "$WHEELS" = "--dry-run" ] && WHEELS=.whl
 mkdir -p "$OUT"
+# a rerun into the same OUTDIR must not report the last run's install problems
+rm -f "$OUT/install_errors.txt" "$OUT/wheel_install.log" "$OUT/pip_install_gpuvio.log"
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 START=$(date +%s)
@@ -47,14 +66,28 @@ done
 if [ ${#WHEEL_FILES[@]} -gt 0 ]; then
   printf '  %s\n' "${WHEEL_FILES[@]}"
   SITE=${GPUVIO_SITE:-/tmp/gpuvio-site}
-  # one at a time: a wheel that does not fit this Python must not keep the others out
-  for wheel in "${WHEEL_FILES[@]}"; do
-    if ! $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-         "$wheel" >>"$OUT/wheel_install.log" 2>&1; then
-      echo "  FAILED: $wheel (see wheel_install.log)"
-      echo "wheel install failed: $(basename "$wheel")" >>"$OUT/install_errors.txt"
-    fi
-  done
+  PIP=("$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade)
+  # All in one call: with --target, pip replaces whole top-level folders, so installing one wheel
+  # at a time would delete what an earlier one put in a shared folder (nvimgcodec and nvjpeg
+  # both install into nvidia/).
+  if ! "${PIP[@]}" --target "$SITE" "${WHEEL_FILES[@]}" >>"$OUT/wheel_install.log" 2>&1; then
+    # one wheel that does not fit this Python must not keep the others out: each on its own, then
+    # merged into SITE. Separate folders on the path would not do: nvimgcodec's nvidia/ is a
+    # regular package (no namespace merging), and it finds libnvjpeg through its RUNPATH
+    # ($ORIGIN/../../cu13/lib), so nvjpeg's nvidia/cu13/lib must sit in the same tree.
+    echo "  one-call install failed (see wheel_install.log); installing wheel by wheel"
+    mkdir -p "$SITE"
+    n=0
+    for wheel in "${WHEEL_FILES[@]}"; do
+      n=$((n + 1))
+      PART="$SITE.parts/$n"
+      rm -rf "$PART"
+      if ! { "${PIP[@]}" --target "$PART" "$wheel" >>"$OUT/wheel_install.log" 2>&1 && cp -a "$PART/." "$SITE/"; }; then
+        echo "  FAILED: $wheel (see wheel_install.log)"
+        echo "wheel install failed: $(basename "$wheel")" >>"$OUT/install_errors.txt"
+      fi
+    done
+  fi
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 else
   echo "no wheels in $WHEELS; using what is installed"
@@ -63,7 +96,7 @@ fi
 echo "== gpuvio from this checkout"
 # a dry run (a shared development machine) leaves the environment alone: PYTHONPATH only
 if [ -z "$DRY" ] && [ -z "${GPUVIO_NO_INSTALL:-}" ]; then
-  if ! $PY -m pip install -q --no-deps --no-build-isolation --no-index -e . >"$OUT/pip_install_gpuvio.log" 2>&1; then
+  if ! "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e . >"$OUT/pip_install_gpuvio.log" 2>&1; then
     echo "editable install failed (see pip_install_gpuvio.log); using PYTHONPATH"
     echo "pip install -e . failed (PYTHONPATH used instead)" >>"$OUT/install_errors.txt"
   fi
@@ -71,7 +104,7 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "== driver libraries and GPU"
-$PY - <<'EOF'
+"$PY" - <<'EOF'
 import ctypes
 for name in ("libcuda.so.1", "libnvcuvid.so.1", "libnvidia-encode.so.1"):
     try:
@@ -87,7 +120,7 @@ else
 fi
 
 echo "== tests and benchmarks"
-$PY benchmarks/device_check.py "$OUT" $DRY
+"$PY" benchmarks/device_check.py "$OUT" ${DRY:+"$DRY"}
 STATUS=$?
 echo "device check finished in $(( $(date +%s) - START )) s (exit $STATUS); record: $OUT/device_check.json"
 [ -f "$OUT/device_check.json" ] || exit 1

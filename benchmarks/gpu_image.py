@@ -1,35 +1,40 @@
 """GPU image benchmark: batched JPEG decode/encode through gpuvio's nvImageCodec backend.
 
-``run(results)`` is what the device-check script calls: it generates 256 ImageNet-size JPEGs
-(500x375, photo-like texture plus sensor-like noise, about 80 KB each), then appends
-``{"name", "value", "unit"}`` records:
+Run by ``benchmarks/device_check.py`` as a child process, or alone::
+
+    python benchmarks/gpu_image.py [--cpu-only] [--images N] [--repeats N] [--json OUT.json]
+
+It generates 256 ImageNet-size JPEGs (500x375, photo-like texture plus sensor-like noise, about
+80 KB each), then records ``{"name", "value", "unit"}`` figures:
 
 * ``decode_jpeg_cuda_batch_imgs_per_s``: ``gpuvio.decode_jpeg(list_of_256, device="cuda")``, one
   batch, the user-facing path (input checks, JPEG screening, nvImageCodec, DLPack hand-off).
-* ``decode_jpeg_cuda_batch_nvimgcodec_raw_imgs_per_s``: nvImageCodec's own batch decode of the
-  same data, without gpuvio around it (shows gpuvio's overhead).
-* ``decode_jpeg_cuda_batch_gpu_only_imgs_per_s``: the backend restricted to the CUDA decoder (no
-  hardware engine), and ``image_parity_mean_abs_diff_gpu_only`` for it.
-* ``image_parity_mean_abs_diff``: the largest per-image mean |GPU - CPU backend| over the 256
-  images and the shared JPEGs (0..255 scale; the target is < 1).
-* ``nvimgcodec_decoded_on_gpu``: 1 when nvImageCodec returned device buffers (nvJPEG was found),
-  0 when it fell back to its CPU codecs (then the "cuda" numbers are not GPU decoding).
+* ``image_parity_mean_abs_diff``: the largest per-image mean |GPU - CPU backend| (0..255 scale;
+  the target is < 1), worst over the image sets decoded wholly by nvImageCodec (``_generated``:
+  the 256; ``_shared``: the shared test JPEGs, when present); ``image_parity_sets_on_gpu`` counts them.
 * ``encode_jpeg_cuda_batch_imgs_per_s``: ``gpuvio.encode_jpeg(list_of_256_cuda_tensors, 75)``.
 * ``decode_jpeg_cpu_backend_all_cores_imgs_per_s`` / ``encode_jpeg_cpu_backend_all_cores_imgs_per_s``:
   the CPU backend (Pillow) on every core of the same machine, for comparison.
+* ``decode_jpeg_cuda_batch_nvimgcodec_raw_imgs_per_s``: nvImageCodec's own batch decode of the
+  same data, without gpuvio around it (shows gpuvio's overhead); ``nvimgcodec_decoded_on_gpu``: 1
+  when it returned device buffers (nvJPEG was found), 0 when it used its CPU codecs.
+* ``decode_jpeg_cuda_batch_gpu_only_imgs_per_s``: the backend restricted to the CUDA decoder (no
+  hardware engine), and ``image_parity_mean_abs_diff_gpu_only`` for it.
 * ``decode_jpeg_cuda_batch_torchvision_imgs_per_s``: ``torchvision.io.decode_jpeg`` on the GPU,
   when torchvision is installed (a peer, same batch).
 
-Standalone: ``python benchmarks/gpu_image.py [--cpu-only] [--images N] [--repeats N] [--json OUT]``.
-``--cpu-only`` is a dry run for machines without a GPU: the nvImageCodec metrics then come from
-its CPU-only mode and carry ``cpu_only`` in their names, never ``cuda``.
+A gpuvio figure counts only when nvImageCodec served all of it: images the backend handed to the
+CPU backend (its ``fallbacks`` log) or that nvImageCodec decoded into host memory make it an
+entry in ``errors`` instead. ``--cpu-only`` is a dry run for machines without a GPU: the
+nvImageCodec figures then come from its CPU-only mode and carry ``cpu_only`` in their names,
+never ``cuda``. ``--json`` is rewritten after every figure (see ``_record.py``). Exit status: 0
+when every part ran, 1 when some failed (they are in ``errors``), anything else when it died.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import statistics
 import sys
@@ -39,12 +44,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # runnable from a checkout without installing
-    sys.path.insert(0, str(REPO))
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+for _path in (str(REPO), str(HERE)):  # runnable from a checkout without installing
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
-import numpy as np
-import torch
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from _record import Recorder, caught_warnings  # noqa: E402
+
+# the backend's RuntimeWarning when nvImageCodec decoded into host memory: its CPU codecs did the
+# work (nvJPEG not found), so the "cuda" figure would be a CPU one
+_HOST_WARNING = "returned host images"
+
+
+class CpuServed(RuntimeError):
+    """A CPU decoder or encoder did (part of) what was meant to be an nvImageCodec measurement."""
 
 SHARED_JPEGS = [
     ("torchvision", "images", "grace_hopper_517x606.jpg"),
@@ -104,11 +120,28 @@ def _time(fn: Callable[[], Any], *, repeats: int, warmup: int, sync: Callable[[]
 def _parity(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
     """The largest per-image mean absolute difference (0..255 scale)."""
     worst = 0.0
-    for g, w in zip(got, want):
+    for index, (g, w) in enumerate(zip(got, want, strict=True)):
         if g.shape != w.shape:
-            return float("inf")
+            raise AssertionError(f"image {index}: shape {tuple(g.shape)} vs the CPU backend's {tuple(w.shape)}")
         worst = max(worst, (g.cpu().float() - w.float()).abs().mean().item())
     return worst
+
+
+def _served_by(backend: Any, what: str, fn: Callable[[], Any]) -> Any:
+    """``fn()``, raising :class:`CpuServed` if ``backend`` handed any image to the CPU backend in it
+    (its ``fallbacks`` log grew) or nvImageCodec decoded into host memory (its warning)."""
+    log = getattr(backend, "fallbacks", None)
+    before = log.counts() if log is not None else {}
+    with caught_warnings() as messages:
+        out = fn()
+    after = log.counts() if log is not None else {}
+    moved = {reason: n - before.get(reason, 0) for reason, n in after.items() if n != before.get(reason, 0)}
+    problems = ([f"images to the CPU backend: {moved}"] if moved else []) + \
+        [m for m in messages if _HOST_WARNING in m][:1]
+    if problems:
+        raise CpuServed(f"{what}: not all done by {getattr(backend, 'name', backend)!r}, so this is no GPU "
+                        f"figure ({'; '.join(problems)})")
+    return out
 
 
 def _cpu_all_cores(cpu: Any, items: list[tuple[memoryview, str]], repeats: int) -> tuple[float, float]:
@@ -133,79 +166,106 @@ def _cpu_all_cores(cpu: Any, items: list[tuple[memoryview, str]], repeats: int) 
     return len(items) / dec, len(items) / enc
 
 
-def run(results: list[dict[str, Any]], *, cpu_only: bool = False, images: int = 256, repeats: int = 7,
-        log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Measure and append ``{"name", "value", "unit"}`` records to ``results`` (also returned)."""
+def run(rec: Recorder, *, cpu_only: bool = False, images: int = 256, repeats: int = 7) -> None:
+    """Measure and add every figure to ``rec``; a failing part becomes an error entry."""
     import gpuvio
     from cpu_fallback import CpuBackend
+    from gpuvio import _dispatch
     from gpuvio._backends._nvimgcodec import NvImgCodecBackend
     from gpuvio._types import ImageReadMode
 
-    def record(name: str, value: float, unit: str) -> None:
-        results.append({"name": name, "value": round(float(value), 3), "unit": unit})
-        log(f"  {name}: {value:,.2f} {unit}")
-
+    log = rec.log
     if not cpu_only and not torch.cuda.is_available():
-        raise RuntimeError("no CUDA device: run with --cpu-only for a dry run")
-    start = time.perf_counter()
-    jpegs = make_jpegs(images)
-    log(f"gpu_image: {len(jpegs)} JPEGs 500x375, mean {np.mean([len(j) for j in jpegs]) / 1e3:.0f} KB "
-        f"(generated in {time.perf_counter() - start:.1f} s)")
-    items = [(memoryview(j), "jpeg") for j in jpegs]
-    tensors = [torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs]
+        rec.error("gpu_image", "torch sees no CUDA device: no GPU figure measured (--cpu-only is the dry run)")
+        return
     cpu = CpuBackend()
-    reference = cpu.decode_images(items, mode=ImageReadMode.RGB, apply_exif_orientation=False,
-                                  device=torch.device("cpu"), on_error="raise")
-    shared = _shared_jpegs()
-    shared_items = [(memoryview(j), "jpeg") for j in shared]
-    shared_reference = cpu.decode_images(shared_items, mode=ImageReadMode.RGB, apply_exif_orientation=False,
-                                         device=torch.device("cpu"), on_error="raise")
+
+    def cpu_decode(batch: list[tuple[memoryview, str]]) -> list[Any]:
+        return cpu.decode_images(batch, mode=ImageReadMode.RGB, apply_exif_orientation=False,
+                                 device=torch.device("cpu"), on_error="raise")
+
+    data: dict[str, Any] = {}
+
+    def media() -> None:
+        start = time.perf_counter()
+        jpegs = make_jpegs(images)
+        log(f"gpu_image: {len(jpegs)} JPEGs 500x375, mean {np.mean([len(j) for j in jpegs]) / 1e3:.0f} KB "
+            f"(generated in {time.perf_counter() - start:.1f} s)")
+        data["items"] = [(memoryview(j), "jpeg") for j in jpegs]
+        data["tensors"] = [torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs]
+        data["reference"] = cpu_decode(data["items"])
+        data["jpegs"] = jpegs
+        data["shared_items"] = [(memoryview(j), "jpeg") for j in _shared_jpegs()]
+        data["shared_reference"] = cpu_decode(data["shared_items"])
+
+    if not rec.guard("media", media):
+        return
+    jpegs, items, tensors, reference = data["jpegs"], data["items"], data["tensors"], data["reference"]
+    count = len(jpegs)
 
     if cpu_only:
         device = torch.device("cpu")
-        tag = "nvimgcodec_cpu_only"
+        tag, suffix = "nvimgcodec_cpu_only", "_cpu_only"
 
         def sync() -> None:
             return None
     else:
         device = torch.device("cuda", torch.cuda.current_device())
-        tag = "cuda"
+        tag, suffix = "cuda", ""
         log(f"  device: {torch.cuda.get_device_name(device)}")
 
         def sync() -> None:
             torch.cuda.synchronize(device)
 
-    backend = NvImgCodecBackend(cpu_only=cpu_only)
-    log(f"  {backend!r}")
-
     def decode_backend(b: Any, batch: list[tuple[memoryview, str]]) -> list[Any]:
         return b.decode_images(batch, mode=ImageReadMode.RGB, apply_exif_orientation=False, device=device,
                                on_error="raise")
 
-    # the user-facing path: the front-end (input checks) around the backend
-    if cpu_only:
-        decode = lambda: decode_backend(backend, items)
-    else:
-        decode = lambda: gpuvio.decode_jpeg(tensors, device=device, backend="nvimgcodec")
-    seconds = _time(decode, repeats=repeats, warmup=2, sync=sync)
-    record(f"decode_jpeg_{tag}_batch_imgs_per_s", len(jpegs) / seconds, "img/s")
+    def make_backend() -> None:
+        data["backend"] = NvImgCodecBackend(cpu_only=cpu_only)
+        log(f"  {data['backend']!r}")
 
-    parity = max(_parity(decode_backend(backend, items), reference),
-                 _parity(decode_backend(backend, shared_items), shared_reference))
-    record("image_parity_mean_abs_diff" + ("_cpu_only" if cpu_only else ""), parity, "mean |diff| (0-255)")
-    fallbacks = backend.fallbacks.counts()
-    if fallbacks:
-        log(f"  CPU fallbacks: {fallbacks}")
+    have_backend = rec.guard("nvImageCodec backend", make_backend)
+    backend: Any = data.get("backend")
 
-    errors: list[str] = []
+    def user_decode() -> None:
+        # the user-facing path: the front-end (input checks) around the backend the dispatcher holds
+        if cpu_only:
+            served, decode = backend, lambda: decode_backend(backend, items)
+        else:
+            served = _dispatch.get_backend("nvimgcodec")
+            decode = lambda: gpuvio.decode_jpeg(tensors, device=device, backend="nvimgcodec")
+        seconds = _served_by(served, "decode_jpeg", lambda: _time(decode, repeats=repeats, warmup=2, sync=sync))
+        rec.add(f"decode_jpeg_{tag}_batch_imgs_per_s", count / seconds, "img/s")
 
-    def section(label: str, measure: Callable[[], None]) -> None:
-        """Run one measurement; a failure is logged and reported at the end, the rest still runs."""
-        try:
-            measure()
-        except Exception as exc:  # one broken measurement must not lose the others
-            errors.append(f"{label}: {type(exc).__name__}: {exc}")
-            log(f"  {label} FAILED: {type(exc).__name__}: {exc}")
+    parities: list[float] = []
+
+    def parity(label: str, batch: list[tuple[memoryview, str]], want: list[torch.Tensor]) -> None:
+        got = _served_by(backend, f"parity {label}", lambda: decode_backend(backend, batch))
+        value = _parity(got, want)
+        rec.add(f"image_parity_mean_abs_diff_{label}{suffix}", value, "mean |diff| (0-255)")
+        parities.append(value)
+
+    def encoding() -> None:
+        # 256 decoded images, quality 75, one batch
+        sources = [r.contiguous().to(device) for r in reference]
+        if cpu_only:
+            served, encode = backend, lambda: backend.encode_jpeg(sources, quality=75)
+        else:
+            # what gpuvio.encode_jpeg picks for CUDA tensors; the CPU backend there is no GPU figure
+            served, _ = _dispatch.select_backend("encode_jpeg", "auto")
+            if served.device_type != "cuda":
+                raise CpuServed(f"encode_jpeg of CUDA tensors goes to the {served.name!r} backend")
+            log(f"  encode_jpeg backend: {served.name}")
+            encode = lambda: gpuvio.encode_jpeg(sources, quality=75)
+        seconds = _served_by(served, "encode_jpeg", lambda: _time(encode, repeats=repeats, warmup=2, sync=sync))
+        rec.add(f"encode_jpeg_{tag}_batch_imgs_per_s", count / seconds, "img/s")
+
+    def cpu_backend() -> None:
+        dec, enc = _cpu_all_cores(cpu, items, repeats=max(2, repeats // 2))
+        rec.add("decode_jpeg_cpu_backend_all_cores_imgs_per_s", dec, "img/s")
+        rec.add("encode_jpeg_cpu_backend_all_cores_imgs_per_s", enc, "img/s")
+        rec.add("cpu_cores", os.cpu_count() or 1, "cores")
 
     def raw_library() -> None:
         # nvImageCodec alone, same data and batch, no gpuvio code around it
@@ -219,31 +279,19 @@ def run(results: list[dict[str, Any]], *, cpu_only: bool = False, images: int = 
             return decoder.decode(streams, params=params, cuda_stream=backend._stream(device))
 
         seconds = _time(raw, repeats=repeats, warmup=1, sync=sync)
-        record(f"decode_jpeg_{tag}_batch_nvimgcodec_raw_imgs_per_s", len(jpegs) / seconds, "img/s")
+        rec.add(f"decode_jpeg_{tag}_batch_nvimgcodec_raw_imgs_per_s", count / seconds, "img/s")
         if not cpu_only:
-            # 1 when nvImageCodec's decoders wrote device buffers (nvJPEG found), 0 when it fell back
-            # to its CPU codecs (e.g. the nvjpeg wheel or library is missing): the numbers mean little then
             on_gpu = all(image is not None and image.buffer_kind == nv.ImageBufferKind.STRIDED_DEVICE
                          for image in raw())
-            record("nvimgcodec_decoded_on_gpu", 1.0 if on_gpu else 0.0, "bool")
+            rec.add("nvimgcodec_decoded_on_gpu", 1.0 if on_gpu else 0.0, "bool")
 
     def gpu_only_decoder() -> None:
         gpu_only = NvImgCodecBackend(backend_kinds=["gpu"])
-        seconds = _time(lambda: decode_backend(gpu_only, items), repeats=repeats, warmup=2, sync=sync)
-        record("decode_jpeg_cuda_batch_gpu_only_imgs_per_s", len(jpegs) / seconds, "img/s")
-        record("image_parity_mean_abs_diff_gpu_only",
-               max(_parity(decode_backend(gpu_only, items), reference),
-                   _parity(decode_backend(gpu_only, shared_items), shared_reference)), "mean |diff| (0-255)")
-
-    def encoding() -> None:
-        # 256 decoded images, quality 75, one batch
-        sources = [r.contiguous().to(device) for r in reference]
-        if cpu_only:
-            encode = lambda: backend.encode_jpeg(sources, quality=75)
-        else:
-            encode = lambda: gpuvio.encode_jpeg(sources, quality=75)
-        seconds = _time(encode, repeats=repeats, warmup=2, sync=sync)
-        record(f"encode_jpeg_{tag}_batch_imgs_per_s", len(jpegs) / seconds, "img/s")
+        seconds = _served_by(gpu_only, "CUDA-decoder-only decode", lambda: _time(
+            lambda: decode_backend(gpu_only, items), repeats=repeats, warmup=2, sync=sync))
+        rec.add("decode_jpeg_cuda_batch_gpu_only_imgs_per_s", count / seconds, "img/s")
+        got = _served_by(gpu_only, "CUDA-decoder-only parity", lambda: decode_backend(gpu_only, items))
+        rec.add("image_parity_mean_abs_diff_gpu_only", _parity(got, reference), "mean |diff| (0-255)")
 
     def torchvision_peer() -> None:
         try:
@@ -253,26 +301,29 @@ def run(results: list[dict[str, Any]], *, cpu_only: bool = False, images: int = 
             return
         tv = lambda: tvio.decode_jpeg(tensors, device=device)
         seconds = _time(tv, repeats=repeats, warmup=2, sync=sync)
-        record("decode_jpeg_cuda_batch_torchvision_imgs_per_s", len(jpegs) / seconds, "img/s")
-        record("image_parity_mean_abs_diff_torchvision", _parity(tv(), reference), "mean |diff| (0-255)")
+        rec.add("decode_jpeg_cuda_batch_torchvision_imgs_per_s", count / seconds, "img/s")
+        rec.add("image_parity_mean_abs_diff_torchvision", _parity(tv(), reference), "mean |diff| (0-255)")
 
-    def cpu_backend() -> None:
-        dec, enc = _cpu_all_cores(cpu, items, repeats=max(2, repeats // 2))
-        record("decode_jpeg_cpu_backend_all_cores_imgs_per_s", dec, "img/s")
-        record("encode_jpeg_cpu_backend_all_cores_imgs_per_s", enc, "img/s")
-        record("cpu_cores", os.cpu_count() or 1, "cores")
-
-    section("nvImageCodec raw decode", raw_library)
+    # the required figures first: a timeout then cuts the optional ones
+    if have_backend:
+        rec.guard("decode_jpeg", user_decode)
+        rec.guard("parity generated", lambda: parity("generated", items, reference))
+        if data["shared_items"]:
+            rec.guard("parity shared", lambda: parity("shared", data["shared_items"], data["shared_reference"]))
+        else:
+            log("  shared test JPEGs not found: parity on the generated ones only")
+        rec.add(f"image_parity_sets_on_gpu{suffix}", len(parities), "count")
+        if parities:
+            rec.add(f"image_parity_mean_abs_diff{suffix}", max(parities), "mean |diff| (0-255)")
+        else:
+            rec.error("image parity", "nvImageCodec decoded none of the parity sets wholly: no parity figure")
+        rec.guard("encode_jpeg", encoding)
+    rec.guard("CPU backend on all cores", cpu_backend)
+    if have_backend:
+        rec.guard("nvImageCodec raw decode", raw_library)
     if not cpu_only:
-        section("CUDA-decoder-only backend", gpu_only_decoder)
-    section("encode_jpeg", encoding)
-    if not cpu_only:
-        section("torchvision peer", torchvision_peer)
-    section("CPU backend on all cores", cpu_backend)
-    if errors:
-        raise RuntimeError("gpu_image: some measurements failed (the others are in the results): "
-                           + "; ".join(errors))
-    return results
+        rec.guard("CUDA-decoder-only backend", gpu_only_decoder)
+        rec.guard("torchvision peer", torchvision_peer)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,13 +332,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="dry run without a GPU: nvImageCodec's CPU-only mode (names say cpu_only)")
     parser.add_argument("--images", type=int, default=256, help="JPEGs per batch (default 256)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (default 7)")
-    parser.add_argument("--json", metavar="OUT", help="also write the records as JSON")
+    parser.add_argument("--json", metavar="OUT", help="write {results, errors, running, complete} here, "
+                                                      "after every figure")
     args = parser.parse_args(argv)
-    results: list[dict[str, Any]] = []
-    run(results, cpu_only=args.cpu_only, images=args.images, repeats=args.repeats)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+    rec = Recorder(args.json)
+    try:
+        run(rec, cpu_only=args.cpu_only, images=args.images, repeats=args.repeats)
+    except Exception as exc:  # noqa: BLE001 - e.g. an import error: recorded, like every other failure
+        rec.error("gpu_image", f"{type(exc).__name__}: {exc}")
+    return rec.finish()
 
 
 if __name__ == "__main__":
