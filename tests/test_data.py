@@ -17,6 +17,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import time
+
 import pytest
 import torch
 from conftest import media_path
@@ -423,6 +425,25 @@ def test_device_loader_raises_decode_errors_and_stops_early(clips, tmp_path):
     assert not iterator._thread.is_alive()
     with pytest.raises(StopIteration):
         next(iterator)
+
+
+def test_a_loop_left_with_break_stops_the_producer(clips):
+    # the common "for step, batch in enumerate(loader): if step == n: break" never calls close();
+    # dropping the iterator must stop its thread (which holds the DataLoader and decoded batches)
+    import gc
+    import threading
+
+    ok = dataset_of(clips, clip_len=4, step=2, decode=False)
+    loader = DeviceLoader(DataLoader(ok, batch_size=1, collate_fn=collate), device="cpu", prefetch=1)
+    for _ in range(3):
+        for step, _batch in enumerate(loader):
+            if step == 1:
+                break
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while any(t.name == "gpuvio-device-loader" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [t for t in threading.enumerate() if t.name == "gpuvio-device-loader"]
 
 
 def test_worker_refuses_cuda_decoding(clips):

@@ -217,6 +217,33 @@ def _tensors(value: Any) -> Iterator[torch.Tensor]:
             yield from _tensors(v)
 
 
+def _put(out: queue.Queue[Any], stop: threading.Event, item: Any) -> bool:
+    """Queue ``item`` unless the consumer has stopped; False when it has."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(owner: DeviceLoader, source: Iterator[Any], out: queue.Queue[Any], stop: threading.Event) -> None:
+    """The producer thread: convert (decode) each batch of ``source`` ahead of the consumer."""
+    try:
+        with owner._stream_scope():
+            for batch in source:
+                if stop.is_set():
+                    return
+                converted = owner._convert(batch)
+                if not _put(out, stop, (converted, owner._mark_ready())):
+                    return
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+        _put(out, stop, _Failure(exc))
+        return
+    _put(out, stop, _END)
+
+
 class _DeviceIterator:
     """One pass over the loader: a producer thread decodes ahead, ``__next__`` hands batches over."""
 
@@ -227,32 +254,11 @@ class _DeviceIterator:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=owner.prefetch)
         self._stop = threading.Event()
         self._done = False
-        self._thread = threading.Thread(target=self._produce, name="gpuvio-device-loader", daemon=True)
+        # the thread gets what it works on, not this object: a loop left early then drops the
+        # iterator, whose __del__ stops the thread (which would otherwise keep it alive forever)
+        self._thread = threading.Thread(target=_produce, args=(owner, self._source, self._queue, self._stop),
+                                        name="gpuvio-device-loader", daemon=True)
         self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _produce(self) -> None:
-        owner = self._owner
-        try:
-            with owner._stream_scope():
-                for batch in self._source:
-                    if self._stop.is_set():
-                        return
-                    converted = owner._convert(batch)
-                    if not self._put((converted, owner._mark_ready())):
-                        return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            self._put(_Failure(exc))
-            return
-        self._put(_END)
 
     def __iter__(self) -> _DeviceIterator:
         return self
