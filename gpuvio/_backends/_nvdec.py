@@ -234,10 +234,12 @@ class NvdecBackend(Backend):
 
     def write_video(self, path: str, video: torch.Tensor, fps: Fraction, **options: Any) -> None:
         # A100/H100/H200 have no NVENC, so encoding happens on the CPU (FFmpeg) after a download.
+        # NVENC for the GPUs that have it (L4, A10, RTX...) is not written yet: it could not be
+        # tested on the GPUs this project can borrow.
         if not self._encode_note_shown:
             self._encode_note_shown = True
-            warnings.warn("write_video on the nvdec backend encodes on the CPU with FFmpeg (the data-centre "
-                          "GPUs this backend targets have no NVENC)", UserWarning, stacklevel=3)
+            warnings.warn("write_video with device='cuda' encodes on the CPU with FFmpeg: gpuvio does not use "
+                          "NVENC yet (A100/H100/H200 have none)", UserWarning, stacklevel=3)
         self._cpu.write_video(path, video.cpu(), fps, **options)
 
     def open_video(self, source: Any, *, stream: tuple[str, int], num_threads: int,
