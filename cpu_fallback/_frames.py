@@ -10,6 +10,7 @@ then copied straight into the caller's output, interleaved (``HWC``) or not (``C
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import threading
@@ -20,15 +21,17 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from gpuvio._errors import DecodeError
+from gpuvio._errors import DecodeError, ResourceLimitError
 
 __all__ = [
+    "RESERVE_LIMIT",
     "FrameStack",
     "Layout",
     "RgbConverter",
     "audio_to_float",
     "conversion_pool",
     "converter_for",
+    "initial_capacity",
     "frame_to_rgb",
     "open_container",
 ]
@@ -219,17 +222,38 @@ def frame_to_rgb(frame: Any, codec: str | None = "h264") -> np.ndarray:
     return converter_for(codec).to_array(frame)
 
 
+# The first reservation for a video's frames holds at most this many bytes: the frame count in a
+# header can be wrong, or hostile (a corrupt AVI claimed 65,353 frames: 26 GB), and a longer read
+# grows the buffer instead.
+RESERVE_LIMIT = 2 << 30
+
+
+def initial_capacity(capacity: int, frame_bytes: int) -> int:
+    """How many frames to reserve first for an estimate of ``capacity`` frames of ``frame_bytes``."""
+    return max(1, min(capacity, RESERVE_LIMIT // max(frame_bytes, 1)))
+
+
+def _frames(count: int, frame_shape: tuple[int, ...]) -> torch.Tensor:
+    try:
+        return torch.empty((count, *frame_shape), dtype=torch.uint8)
+    except RuntimeError as exc:  # the allocator's "can't allocate memory"
+        size = count * math.prod(frame_shape) / 2**30
+        raise ResourceLimitError(
+            f"not enough memory for {count} decoded frames of shape {tuple(frame_shape)} ({size:.1f} GiB); "
+            "read a shorter range (start_pts/end_pts) or use VideoReader") from exc
+
+
 class FrameStack:
     """A ``Tensor[N, H, W, 3]`` (or ``[N, 3, H, W]``) uint8 filled slot by slot from threads.
 
-    Memory is reserved for an estimated number of frames and grows (by copying) when more
-    arrive; untouched capacity costs address space only, not RAM.
+    Memory is reserved for an estimated number of frames (at most :data:`RESERVE_LIMIT` bytes)
+    and grows (by copying) when more arrive; untouched capacity costs address space only, not RAM.
     """
 
     def __init__(self, height: int, width: int, capacity: int, layout: Layout = "HWC") -> None:
         self.layout = layout
         self.frame_shape = (3, height, width) if layout == "CHW" else (height, width, 3)
-        self._tensor = torch.empty((max(1, capacity), *self.frame_shape), dtype=torch.uint8)
+        self._tensor = _frames(initial_capacity(capacity, 3 * height * width), self.frame_shape)
         self._array = self._tensor.numpy()
 
     @property
@@ -245,7 +269,7 @@ class FrameStack:
         if count <= self.capacity:
             return
         wait()
-        grown = torch.empty((max(count, 2 * self.capacity), *self.frame_shape), dtype=torch.uint8)
+        grown = _frames(max(count, 2 * self.capacity), self.frame_shape)
         grown[: self.capacity].copy_(self._tensor)
         self._tensor, self._array = grown, grown.numpy()
 

@@ -217,3 +217,21 @@ def test_cuda_memory_stays_flat(generated):
     # bounds well under one leaked frame or image per cycle (a 320x240 frame is 0.23 MB)
     assert grown_allocated - allocated < 4 << 20
     assert free - grown_free < 16 << 20  # memory outside torch's allocator too
+
+
+def test_video_claiming_a_billion_frames_reads_what_is_there(generated, monkeypatch):
+    # an AVI header's frame counts are only claims: the reservation for decoded frames is capped
+    # (this one would be 230 TB) and the frames actually in the file are returned
+    from cpu_fallback import _frames
+
+    data = bytearray(generated["mpeg4"].read_bytes())
+    avih, strh = data.index(b"avih"), data.index(b"strh")
+    struct.pack_into("<I", data, avih + 8 + 16, 1_000_000_000)  # MainAVIHeader.dwTotalFrames
+    struct.pack_into("<I", data, strh + 8 + 32, 1_000_000_000)  # AVIStreamHeader.dwLength
+    reserved = []
+    original = _frames._frames
+    monkeypatch.setattr(_frames, "_frames", lambda count, shape: reserved.append(count) or original(count, shape))
+    expected, _, _ = gpuvio.read_video(generated["mpeg4"], pts_unit="sec")
+    video, _, _ = gpuvio.read_video(bytes(data), pts_unit="sec")
+    assert torch.equal(video, expected)
+    assert max(reserved) * 3 * 240 * 320 <= _frames.RESERVE_LIMIT

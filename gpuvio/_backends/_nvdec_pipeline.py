@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
+from cpu_fallback._frames import initial_capacity
 from cpu_fallback._video import MAX_BUFFER, Selection, should_buffer
 from cpu_fallback._video import capacity_hint as _cpu_capacity_hint
 from cpu_fallback._video_reader import seek_to_keyframe
@@ -552,7 +553,7 @@ class FrameStore:
         self._alloc = alloc
         self._chunks: list[torch.Tensor] = []
         self._used = 0
-        self._capacity = max(1, capacity)
+        self._capacity = initial_capacity(capacity, plan.width * plan.height * 3)
         self._chunk_cap = max(8, min(64, (1 << 30) // (plan.width * plan.height * 3)))
 
     def new_slot(self) -> tuple[int, torch.Tensor]:
