@@ -644,11 +644,11 @@ def decode(data: memoryview, fmt: str, mode: ImageReadMode, apply_exif_orientati
             return _decode_gif(im, mode, data)
         if fmt == "avif" and getattr(im, "n_frames", 1) > 1:
             raise DecodeError(f"the AVIF file holds {im.n_frames} images (an animation); decode it as a video")
-        if fmt == "avif" and _avif_bit_depth(data) > 8:
+        if fmt == "avif" and (depth := _avif_bit_depth(data)) > 8:
             if im.mode not in ("RGB", "L"):
                 raise UnsupportedFormatError(
-                    f"{_avif_bit_depth(data)}-bit AVIF with alpha is not supported (8-bit AVIF and "
-                    "10/12-bit AVIF without alpha are)")
+                    f"{depth}-bit AVIF with alpha is not supported (8-bit AVIF and 10/12-bit AVIF "
+                    "without alpha are)")
             image = _convert_channels(_decode_avif_deep(data), mode)
             orientation = _orientation(im) if apply_exif_orientation else 1
             return apply_orientation(image, orientation) if orientation != 1 else image
