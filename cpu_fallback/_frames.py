@@ -233,7 +233,7 @@ def initial_capacity(capacity: int, frame_bytes: int) -> int:
     return max(1, min(capacity, RESERVE_LIMIT // max(frame_bytes, 1)))
 
 
-def _frames(count: int, frame_shape: tuple[int, ...]) -> torch.Tensor:
+def _allocate_frames(count: int, frame_shape: tuple[int, ...]) -> torch.Tensor:
     try:
         return torch.empty((count, *frame_shape), dtype=torch.uint8)
     except RuntimeError as exc:  # the allocator's "can't allocate memory"
@@ -253,7 +253,7 @@ class FrameStack:
     def __init__(self, height: int, width: int, capacity: int, layout: Layout = "HWC") -> None:
         self.layout = layout
         self.frame_shape = (3, height, width) if layout == "CHW" else (height, width, 3)
-        self._tensor = _frames(initial_capacity(capacity, 3 * height * width), self.frame_shape)
+        self._tensor = _allocate_frames(initial_capacity(capacity, 3 * height * width), self.frame_shape)
         self._array = self._tensor.numpy()
 
     @property
@@ -269,7 +269,7 @@ class FrameStack:
         if count <= self.capacity:
             return
         wait()
-        grown = _frames(max(count, 2 * self.capacity), self.frame_shape)
+        grown = _allocate_frames(max(count, 2 * self.capacity), self.frame_shape)
         grown[: self.capacity].copy_(self._tensor)
         self._tensor, self._array = grown, grown.numpy()
 

@@ -229,8 +229,8 @@ def test_video_claiming_a_billion_frames_reads_what_is_there(generated, monkeypa
     struct.pack_into("<I", data, avih + 8 + 16, 1_000_000_000)  # MainAVIHeader.dwTotalFrames
     struct.pack_into("<I", data, strh + 8 + 32, 1_000_000_000)  # AVIStreamHeader.dwLength
     reserved = []
-    original = _frames._frames
-    monkeypatch.setattr(_frames, "_frames", lambda count, shape: reserved.append(count) or original(count, shape))
+    original = _frames._allocate_frames
+    monkeypatch.setattr(_frames, "_allocate_frames", lambda count, shape: reserved.append(count) or original(count, shape))
     expected, _, _ = gpuvio.read_video(generated["mpeg4"], pts_unit="sec")
     video, _, _ = gpuvio.read_video(bytes(data), pts_unit="sec")
     assert torch.equal(video, expected)
