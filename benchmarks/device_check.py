@@ -2,7 +2,13 @@
 
 Called by ``benchmarks/device_check.sh`` after it has installed the wheels; usable alone::
 
-    python benchmarks/device_check.py OUTDIR [--dry-run] [--skip-tests]
+    python benchmarks/device_check.py OUTDIR [--part all|video|image] [--dry-run] [--skip-tests]
+
+``--part video`` runs the cuda tests and ``gpu_video.py``, ``--part image`` the cuda tests except
+``tests/test_nvdec.py`` and ``gpu_image.py``; tests whose backend is not installed skip themselves
+(``@pytest.mark.cuda("nvdec")``). Each part needs only its own wheels (av + PyNvVideoCodec, or av +
+nvImageCodec + nvJPEG), which fit in one device-tool call each (64 MiB), so the two parts run as two
+self-contained calls (``benchmarks/prepare_device_run.sh`` prints them).
 
 Writes ``OUTDIR/device_check.json``::
 
@@ -64,14 +70,21 @@ STAGES: dict[str, tuple[str, float, float]] = {
     "gpu_image": ("GPUVIO_TIMEOUT_IMAGE", 150.0, 60.0),
 }
 BUDGET = ("GPUVIO_CHECK_BUDGET_S", 480.0)
+PARTS: dict[str, tuple[str, ...]] = {
+    "all": tuple(STAGES),
+    # the cuda tests skip, by their marker, what needs a backend whose wheels this part lacks
+    "video": ("tests_nvdec", "tests_cuda", "gpu_video"),
+    "image": ("tests_cuda", "gpu_image"),
+}
 
-# the figures issues 3 and 4 ask the device check for
-REQUIRED = (
-    "read_video_cuda_1080p_h264_fps", "parity_max_abs_diff", "parity_mean_abs_diff",
-    "decode_videos_cuda_1080p_h264_fps", "read_video_cpu_1080p_h264_fps",
-    "decode_jpeg_cuda_batch_imgs_per_s", "image_parity_mean_abs_diff", "encode_jpeg_cuda_batch_imgs_per_s",
-    "decode_jpeg_cpu_backend_all_cores_imgs_per_s", "encode_jpeg_cpu_backend_all_cores_imgs_per_s",
-)
+# the figures issues 3 and 4 ask the device check for, by the benchmark that measures them
+REQUIRED = {
+    "gpu_video": ("read_video_cuda_1080p_h264_fps", "parity_max_abs_diff", "parity_mean_abs_diff",
+                  "decode_videos_cuda_1080p_h264_fps", "read_video_cpu_1080p_h264_fps"),
+    "gpu_image": ("decode_jpeg_cuda_batch_imgs_per_s", "image_parity_mean_abs_diff",
+                  "encode_jpeg_cuda_batch_imgs_per_s", "decode_jpeg_cpu_backend_all_cores_imgs_per_s",
+                  "encode_jpeg_cpu_backend_all_cores_imgs_per_s"),
+}
 
 
 def _env_seconds(name: str, default: float, errors: list) -> float:
@@ -91,10 +104,10 @@ def _env_seconds(name: str, default: float, errors: list) -> float:
 class _Budget:
     """Stage time limits: each stage's own, cut so that every later stage keeps its share."""
 
-    def __init__(self, errors: list) -> None:
+    def __init__(self, errors: list, stages: tuple[str, ...]) -> None:
         self.deadline = time.monotonic() + _env_seconds(*BUDGET, errors)
         self.limits = {stage: (_env_seconds(var, default, errors), share)
-                       for stage, (var, default, share) in STAGES.items()}
+                       for stage, (var, default, share) in STAGES.items() if stage in stages}
 
     def timeout(self, stage: str) -> float:
         names = list(self.limits)
@@ -338,7 +351,10 @@ def main() -> int:
     parser.add_argument("out_dir")
     parser.add_argument("--dry-run", action="store_true", help="skip everything that needs a GPU")
     parser.add_argument("--skip-tests", action="store_true")
+    parser.add_argument("--part", choices=sorted(PARTS), default="all",
+                        help="video: cuda tests + gpu_video; image: cuda tests but NVDEC's + gpu_image")
     args = parser.parse_args()
+    selected = PARTS[args.part]
     started = time.perf_counter()
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -347,11 +363,11 @@ def main() -> int:
     errors: list = []
     results: list = []
     stages: dict[str, Any] = {}
-    budget = _Budget(errors)
+    budget = _Budget(errors, selected)
     record: dict[str, Any] = {
         "device": None, "driver": None, "commit": commit(errors),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "dry_run": args.dry_run, "tests": {"passed": 0, "failed": 0, "skipped": 0, "errors": 0},
+        "dry_run": args.dry_run, "part": args.part, "tests": {"passed": 0, "failed": 0, "skipped": 0, "errors": 0},
         "results": results, "stages": stages, "errors": errors,
     }
     target = out_dir / "device_check.json"
@@ -376,6 +392,8 @@ def main() -> int:
             # NVDEC's tests alone first, with a line per test: a hang there then cannot hide the rest
             for label, targets, report in (("tests_nvdec", ["tests/test_nvdec.py"], "-rA"),
                                            ("tests_cuda", ["--ignore=tests/test_nvdec.py", "tests"], "-rfEs")):
+                if label not in selected:
+                    continue
                 print(f"== pytest -m cuda ({label})")
                 counts, stages[label] = run_tests(label, targets, report, out_dir, budget.timeout(label), errors)
                 record["tests"] = {k: record["tests"][k] + counts[k] for k in record["tests"]}
@@ -384,11 +402,13 @@ def main() -> int:
                        + (["--dry-run"] if args.dry_run else [])),
                       ("gpu_image", ["--cpu-only", "--images", "32", "--repeats", "2"] if args.dry_run else []))
         for name, extra in benchmarks:
+            if name not in selected:
+                continue
             print(f"== benchmarks/{name}.py")
             stages[name] = run_benchmark(name, extra, out_dir, budget.timeout(name), results, errors)
             save()
         names = {r.get("name") for r in results}
-        missing = [n for n in REQUIRED if n not in names]
+        missing = [n for bench in selected for n in REQUIRED.get(bench, ()) if n not in names]
         if missing:
             why = "a dry run measures nothing on a GPU" if args.dry_run else "the errors above say why"
             errors.append({"part": "required figures", "error": f"missing ({why}): {', '.join(missing)}"})

@@ -5,32 +5,27 @@
 #   benchmarks/device_check.sh OUTDIR [WHEELDIRS] [--dry-run]
 #
 # WHEELDIRS (default .whl) is one folder, or several separated by ':', holding the wheels the
-# machine lacks: cp312 manylinux x86_64, fetched on a machine with network access. From the
-# repository root:
+# machine lacks: cp312 manylinux x86_64, fetched on a machine with network access.
 #
-#   echo /.whl-1/ >> .git/info/exclude; echo /.whl-2/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl-1 av==18.1.0
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl-2 PyNvVideoCodec==2.2.4 nvidia-nvimgcodec-cu13==0.9.0.20 nvidia-nvjpeg==13.0.4.44
+# The wheels (av 35.8 MB, PyNvVideoCodec 26.9 MB, nvImageCodec 25.0 MB, nvJPEG 3.7 MB) do not fit
+# in one device-tool call (64 MiB with the tree, about 1.5 MB), but each half of the check fits
+# with its own: GPUVIO_CHECK_PART=video (cuda tests + gpu_video.py) with av + PyNvVideoCodec, and
+# GPUVIO_CHECK_PART=image (cuda tests but NVDEC's + gpu_image.py) with av + nvImageCodec + nvJPEG;
+# a cuda test whose backend is missing skips itself (@pytest.mark.cuda("nvdec")).
+# Two self-contained calls, then: neither depends on what the other left on the machine (it goes
+# back after 30 s idle). benchmarks/prepare_device_run.sh downloads the wheels into .whl-av,
+# .whl-nvdec and .whl-img, keeps them out of git, and prints both calls with the commit written in
+# (the tree travels without .git). They look like:
 #
-# That is av 36 MB, PyNvVideoCodec 27 MB, nvImageCodec 25 MB, nvJPEG 3.7 MB (checked 2026-11: av-18.1.0-cp311-abi3,
-# pynvvideocodec-2.2.4-cp312, nvidia_nvimgcodec_cu13-0.9.0.20-py3-none; all manylinux_2_28_x86_64).
-# Together they exceed the device tool's 64 MiB per run, so carry them in two back-to-back runs
-# (ignored folders stay on a warm machine between runs).
+#   run(command="GPUVIO_COMMIT=<hash> GPUVIO_NO_INSTALL=1 GPUVIO_CHECK_PART=video GPUVIO_CHECK_BUDGET_S=330
+#                bash benchmarks/device_check.sh $OUT/video .whl-av:.whl-nvdec",
+#       carry=[".whl-av", ".whl-nvdec"], timeout_s=420)
+#   run(command="GPUVIO_COMMIT=<hash> GPUVIO_NO_INSTALL=1 GPUVIO_CHECK_PART=image GPUVIO_CHECK_BUDGET_S=220
+#                bash benchmarks/device_check.sh $OUT/image .whl-av:.whl-img",
+#       carry=[".whl-av", ".whl-img"], timeout_s=300)
 #
-# The tree travels without .git, so the commit must be in the command, written out literally
-# ($(git ...) would run over there). Print it here first:
-#
-#   git describe --always --dirty --abbrev=40 --exclude='*'      # the hash, "-dirty" if modified
-#
-# then (GPUVIO_NO_INSTALL=1: PYTHONPATH is enough, and an editable install there only adds noise):
-#
-#   run(command="ls .whl-1", carry=[".whl-1"])
-#   run(command="GPUVIO_COMMIT=<that hash> GPUVIO_NO_INSTALL=1 bash benchmarks/device_check.sh $OUT/check .whl-1:.whl-2",
-#       carry=[".whl-2"], timeout_s=600)
+# (GPUVIO_NO_INSTALL=1: PYTHONPATH is enough, and an editable install there only adds noise.)
+# Commit both records: benchmarks/results/device-<gpu>-<date>-video.json and -image.json.
 #
 # Time: GPUVIO_CHECK_BUDGET_S (default 480) bounds device_check.py; each stage has its own limit,
 # cut so that every later stage keeps a share: GPUVIO_TIMEOUT_TESTS_NVDEC (150), GPUVIO_TIMEOUT_TESTS_CUDA
@@ -120,7 +115,7 @@ else
 fi
 
 echo "== tests and benchmarks"
-"$PY" benchmarks/device_check.py "$OUT" ${DRY:+"$DRY"}
+"$PY" benchmarks/device_check.py "$OUT" --part "${GPUVIO_CHECK_PART:-all}" ${DRY:+"$DRY"}
 STATUS=$?
 echo "device check finished in $(( $(date +%s) - START )) s (exit $STATUS); record: $OUT/device_check.json"
 [ -f "$OUT/device_check.json" ] || exit 1

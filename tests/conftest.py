@@ -1,7 +1,10 @@
 """Shared fixtures: the real media in ../shared/media, generated clips, and the cuda marker.
 
 Tests marked ``cuda`` run only where an NVIDIA GPU and torch's CUDA build are present; they are
-skipped here, centrally, with the reason. Use ``DEVICES`` to run a test on the CPU and the GPU.
+skipped here, centrally, with the reason. ``@pytest.mark.cuda("nvdec")`` (or ``"nvimgcodec"``)
+also needs that GPU backend usable, as ``gpuvio.backends()`` reports it: the device check runs
+the video and image halves with only their own libraries installed. Use ``DEVICES`` to run a test
+on the CPU and the GPU.
 """
 
 from __future__ import annotations
@@ -26,14 +29,28 @@ def _cuda_skip_reason() -> str | None:
     return None
 
 
+def _backend_skip_reason(names: tuple[str, ...]) -> str | None:
+    import gpuvio
+
+    infos = {info.name: info for info in gpuvio.backends()}
+    for name in names:
+        info = infos.get(name)
+        if info is None or not info.usable:
+            return f"needs the {name} backend: {info.reason if info else 'not registered'}"
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reason = None
     for item in items:
-        if "cuda" in item.keywords:
-            if reason is None:
-                reason = _cuda_skip_reason() or ""
-            if reason:
-                item.add_marker(pytest.mark.skip(reason=reason))
+        marker = item.get_closest_marker("cuda")
+        if marker is None:
+            continue
+        if reason is None:
+            reason = _cuda_skip_reason() or ""
+        why = reason or (_backend_skip_reason(marker.args) if marker.args else None)
+        if why:
+            item.add_marker(pytest.mark.skip(reason=why))
 
 
 def media_path(*parts: str) -> Path:

@@ -563,8 +563,8 @@ def test_image_device_loader_matches_worker_decoding(image_tree):
 # --------------------------------------------------------------------------- GPU (skipped without one)
 
 
-@pytest.mark.cuda
-def test_device_loader_cuda_matches_cpu(clips, image_tree):
+@pytest.mark.cuda("nvdec")
+def test_device_loader_cuda_clips_match_cpu(clips):
     encoded = dataset_of(clips, clip_len=4, step=4, frame_rate=12.5, decode=False)
     decoded = dataset_of(clips, clip_len=4, step=4, frame_rate=12.5)
     raw = DataLoader(encoded, batch_size=3, num_workers=2, multiprocessing_context="fork", collate_fn=collate)
@@ -574,6 +574,10 @@ def test_device_loader_cuda_matches_cpu(clips, image_tree):
         assert clips_.device.type == "cuda" and batch[1].device.type == "cuda"
         diff = (clips_.cpu().int() - want.int()).abs()
         assert diff.max() <= 3 and diff.float().mean() < 0.5  # GPU colour conversion parity
+
+
+@pytest.mark.cuda("nvimgcodec")
+def test_device_loader_cuda_images_match_cpu(image_tree):
     images = ImageDataset(image_tree, decode=False)
     cpu = ImageDataset(image_tree)
     for (image, label), idx in zip(DeviceLoader(DataLoader(images, batch_size=None), device="cuda"), range(4)):

@@ -185,13 +185,27 @@ def test_failed_image_write_leaves_no_file(tmp_path):
     assert not target.exists() and not list(tmp_path.iterdir())
 
 
-@pytest.mark.cuda
-def test_cuda_memory_stays_flat(generated):
-    """GPU decoding returns its memory: torch's allocator and the driver's free memory both come back.
+def _cuda_memory_growth(cycle) -> tuple[int, int]:
+    """(bytes torch's allocator, bytes the driver) lost over ``40 * LEAK_SCALE`` calls of ``cycle``."""
 
-    Runs in the device check (``pytest -m cuda``); not yet run on a GPU.
-    """
-    video, image = str(generated["h264"]), generated["jpeg"].read_bytes()
+    def settled() -> tuple[int, int]:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()  # so that the driver's free memory is not moved by torch's cache
+        return torch.cuda.memory_allocated(), torch.cuda.mem_get_info()[0]
+
+    for _ in range(5):  # decoder sessions, kernels and caches are created once
+        cycle()
+    allocated, free = settled()
+    for _ in range(int(40 * LEAK_SCALE)):
+        cycle()
+    grown_allocated, grown_free = settled()
+    return grown_allocated - allocated, free - grown_free
+
+
+@pytest.mark.cuda("nvdec")
+def test_cuda_video_memory_stays_flat(generated):
+    """NVDEC reading returns its memory: torch's allocator and the driver's free memory come back."""
+    video = str(generated["h264"])
 
     def cycle() -> None:
         gpuvio.read_video(video, 0, 0.5, pts_unit="sec", device="cuda")
@@ -200,23 +214,21 @@ def test_cuda_memory_stays_flat(generated):
         next(reader)
         reader.get_frames_at([1, 7, 3])
         reader.close()
-        gpuvio.decode_image([image] * 8, device="cuda")
 
-    def settled() -> tuple[int, int]:
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()  # so that the driver's free memory is not moved by torch's cache
-        return torch.cuda.memory_allocated(), torch.cuda.mem_get_info()[0]
+    torch_bytes, driver_bytes = _cuda_memory_growth(cycle)
+    # bounds well under one leaked frame per cycle (a 320x240 frame is 0.23 MB)
+    assert torch_bytes < 4 << 20
+    assert driver_bytes < 16 << 20  # memory outside torch's allocator too (decoder surfaces)
 
-    cycles = int(40 * LEAK_SCALE)
-    for _ in range(5):  # decoder sessions, kernels and caches are created once
-        cycle()
-    allocated, free = settled()
-    for _ in range(cycles):
-        cycle()
-    grown_allocated, grown_free = settled()
-    # bounds well under one leaked frame or image per cycle (a 320x240 frame is 0.23 MB)
-    assert grown_allocated - allocated < 4 << 20
-    assert free - grown_free < 16 << 20  # memory outside torch's allocator too
+
+@pytest.mark.cuda("nvimgcodec")
+def test_cuda_image_memory_stays_flat(generated):
+    """nvImageCodec decoding returns its memory, torch's and the library's own."""
+    image = generated["jpeg"].read_bytes()
+    torch_bytes, driver_bytes = _cuda_memory_growth(lambda: gpuvio.decode_image([image] * 8, device="cuda"))
+    # a 500x375 image is 0.56 MB: well under one leaked image per cycle
+    assert torch_bytes < 4 << 20
+    assert driver_bytes < 16 << 20
 
 
 def test_video_claiming_a_billion_frames_reads_what_is_there(generated, monkeypatch):

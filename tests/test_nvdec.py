@@ -526,7 +526,7 @@ def _nvdec_backend() -> NvdecBackend:
     return _dispatch.get_backend("nvdec")  # type: ignore[return-value]
 
 
-@pytest.mark.cuda
+@pytest.mark.cuda("nvdec")
 @pytest.mark.parametrize("key", ["h264", "hevc", "vp9", "hevc10"])
 def test_cuda_read_video_matches_the_cpu_backend(gpu_clips, key):
     for start, end, unit in _RANGES:
@@ -539,7 +539,7 @@ def test_cuda_read_video_matches_the_cpu_backend(gpu_clips, key):
         assert torch.equal(audio, ref_audio)
 
 
-@pytest.mark.cuda
+@pytest.mark.cuda("nvdec")
 def test_cuda_timestamps_and_reader_match_the_cpu(gpu_clips):
     path = gpu_clips["hevc"]  # B-frames: display order differs from decode order
     gpu = gpuvio.VideoReader(path, device="cuda")
@@ -557,7 +557,7 @@ def test_cuda_timestamps_and_reader_match_the_cpu(gpu_clips):
         assert a == b
 
 
-@pytest.mark.cuda
+@pytest.mark.cuda("nvdec")
 def test_cuda_get_frames_at_and_played_at(gpu_clips):
     path = gpu_clips["h264"]
     gpu = gpuvio.VideoReader(path, device="cuda")
@@ -569,7 +569,7 @@ def test_cuda_get_frames_at_and_played_at(gpu_clips):
     _assert_close(gpu.get_frames_played_at([0.0, 0.51, 1.2]), cpu.get_frames_played_at([0.0, 0.51, 1.2]))
 
 
-@pytest.mark.cuda
+@pytest.mark.cuda("nvdec")
 @pytest.mark.parametrize(("key", "words"), [("mpeg4", "MPEG-4 Part 2"), ("yuv444", "yuv444p"), ("odd", "odd")])
 def test_cuda_falls_back_per_file(gpu_clips, key, words):
     with pytest.warns(RuntimeWarning, match=words):
@@ -582,7 +582,7 @@ def test_cuda_falls_back_per_file(gpu_clips, key, words):
     assert next(reader)["data"].device.type == "cuda"
 
 
-@pytest.mark.cuda
+@pytest.mark.cuda("nvdec")
 @pytest.mark.parametrize("key", ["tiny", "av1"])
 def test_cuda_device_limits_decide_gpu_or_cpu(gpu_clips, key):
     if key not in gpu_clips:
@@ -596,7 +596,7 @@ def test_cuda_device_limits_decide_gpu_or_cpu(gpu_clips, key):
     _assert_close(video, gpuvio.read_video(gpu_clips[key])[0])
 
 
-@pytest.mark.cuda
+@pytest.mark.cuda("nvdec")
 def test_cuda_decode_videos_matches_read_video_and_reuses_decoders(gpu_clips):
     backend = _nvdec_backend()
     before = backend.pool_stats()
@@ -612,7 +612,7 @@ def test_cuda_decode_videos_matches_read_video_and_reuses_decoders(gpu_clips):
         assert torch.equal(a, b)
 
 
-@pytest.mark.cuda
+@pytest.mark.cuda("nvdec")
 def test_cuda_results_are_ordered_with_the_callers_stream(gpu_clips):
     side = torch.cuda.Stream()
     with torch.cuda.stream(side):
@@ -623,7 +623,7 @@ def test_cuda_results_are_ordered_with_the_callers_stream(gpu_clips):
     _assert_close(video, gpuvio.read_video(gpu_clips["h264"])[0])
 
 
-@pytest.mark.cuda
+@pytest.mark.cuda("nvdec")
 def test_cuda_conversion_kernels_agree(gpu_clips):
     """The torch ops give the same bits on the GPU as on the CPU, and the fused kernel passed its self-check."""
     from gpuvio._backends._nvdec_color import fused_kernel, fused_kernel_status
