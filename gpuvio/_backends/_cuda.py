@@ -111,6 +111,7 @@ def load_pynvvideocodec() -> Any:
     with _load_lock:
         if _loaded:
             return _loaded[0]
+        first: Exception
         try:
             module = importlib.import_module("PyNvVideoCodec")
         except ImportError as exc:
