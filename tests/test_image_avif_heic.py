@@ -20,7 +20,7 @@ import gpuvio
 from gpuvio import ImageReadMode
 from gpuvio._formats import sniff_image_format
 
-pytestmark = pytest.mark.skipif(not features.check("avif"), reason="this Pillow has no AVIF support")
+needs_avif = pytest.mark.skipif(not features.check("avif"), reason="this Pillow has no AVIF support")
 
 MODES = list(ImageReadMode)
 
@@ -81,6 +81,7 @@ def _heic(heif, array: np.ndarray, mode: str = "RGB") -> bytes:
 # --------------------------------------------------------------------------- recognising the files
 
 
+@needs_avif
 def test_avif_and_heic_are_told_apart_from_each_other_and_from_mp4(heif, generated):
     assert sniff_image_format(_avif(_picture())) == "avif"
     assert sniff_image_format(_heic(heif, _picture())) == "heic"
@@ -94,6 +95,7 @@ def test_avif_and_heic_are_told_apart_from_each_other_and_from_mp4(heif, generat
 # --------------------------------------------------------------------------- AVIF
 
 
+@needs_avif
 @pytest.mark.parametrize("alpha", [False, True], ids=["rgb", "rgba"])
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
 def test_8bit_avif_equals_pillow(mode: ImageReadMode, alpha: bool):
@@ -108,6 +110,7 @@ def test_8bit_avif_equals_pillow(mode: ImageReadMode, alpha: bool):
     assert torch.equal(gpuvio.decode_image(data, mode=mode), expected)  # decode_image knows AVIF too
 
 
+@needs_avif
 def test_10bit_avif_gives_uint16_close_to_pillows_8bit_rendering():
     data = _avif_10bit(_picture(seed=1))
     got = gpuvio.decode_avif(data)
@@ -120,6 +123,7 @@ def test_10bit_avif_gives_uint16_close_to_pillows_8bit_rendering():
     assert int(gray[1].to(torch.int32).min()) == 65535
 
 
+@needs_avif
 def test_animated_avif_is_refused_like_torchvision():
     frames = [Image.fromarray(_picture(seed=s)) for s in range(3)]
     out = io.BytesIO()
@@ -128,6 +132,7 @@ def test_animated_avif_is_refused_like_torchvision():
         gpuvio.decode_avif(out.getvalue())
 
 
+@needs_avif
 def test_truncated_avif_raises_a_decode_error():
     data = _avif(_picture())
     for cut in (30, len(data) // 2, len(data) - 10):
@@ -136,6 +141,7 @@ def test_truncated_avif_raises_a_decode_error():
         assert "BytesIO" not in str(info.value)
 
 
+@needs_avif
 def test_avif_over_the_pixel_limit_is_refused(monkeypatch):
     data = _avif_10bit(_picture())
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
@@ -143,6 +149,15 @@ def test_avif_over_the_pixel_limit_is_refused(monkeypatch):
         gpuvio.decode_avif(data)
     with pytest.raises(gpuvio.ResourceLimitError):
         gpuvio.decode_avif(_avif(_picture()))
+
+
+@needs_avif
+def test_avif_without_pillow_support_says_so(monkeypatch):
+    data = _avif(_picture())
+    real_check = features.check
+    monkeypatch.setattr(features, "check", lambda name: False if name == "avif" else real_check(name))
+    with pytest.raises(gpuvio.UnsupportedFormatError, match="Pillow built with AVIF support"):
+        gpuvio.decode_avif(data)
 
 
 # --------------------------------------------------------------------------- HEIC
