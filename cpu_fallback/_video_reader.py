@@ -14,7 +14,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -27,7 +27,7 @@ from gpuvio._errors import DecodeError, InvalidArgumentError
 from ._frames import FrameStack, audio_to_float, conversion_pool, converter_for, open_container
 from ._video import PtsFiller, _Conversions, _divx_flag, stream_index
 
-__all__ = ["FrameIndex", "PyAVVideoSource", "stream_metadata"]
+__all__ = ["FrameIndex", "PyAVVideoSource", "frame_with_pts", "stream_metadata"]
 
 # how far back (seconds) the successive retries of a seek that landed after its target go
 _SEEK_BACKOFF = (1.0, 4.0, 16.0)
@@ -200,6 +200,23 @@ def _close(frames: Any) -> None:
 def _seek_frames(container: Any, stream: Any, target_pts: int, reorder: int) -> _Frames | None:
     """The CPU reader's :func:`seek_to_keyframe`."""
     return seek_to_keyframe(container, stream, target_pts, lambda: _Frames(container, stream, reorder))
+
+
+def frame_with_pts(frames: Iterable[Any], target: int, wanted: Sequence[int]) -> Any:
+    """The frame of ``frames`` whose pts is ``target``, the earlier ones skipped.
+
+    ``wanted`` (``target`` first) only names what is missing in the error: a :class:`DecodeError`
+    when the decoder goes past ``target`` or runs out, i.e. a frame the container lists does not
+    come out of the decoder. Shared by the CPU reader and the NVDEC pipeline.
+    """
+    for frame in frames:
+        if frame.pts < target:
+            continue
+        if frame.pts > target:
+            raise DecodeError(f"the frame with pts {target}, listed by the container, could not be decoded "
+                              f"(the decoder went on to pts {frame.pts})")
+        return frame
+    raise DecodeError(f"frames with pts {list(wanted)} could not be decoded (end of stream)")
 
 
 class _RandomAccess:
@@ -509,22 +526,10 @@ class PyAVVideoSource:
         try:
             declared = random.declared_size()
             conversions = _Conversions(self._converter, "CHW", declared if all(declared) else None)
-            i = 0
-            while i < len(wanted):
-                target = wanted[i]
-                for frame in random.frames_towards(target, index.keyframes):
-                    random.last = frame.pts
-                    if frame.pts < target:
-                        continue
-                    if frame.pts > target:
-                        raise DecodeError(
-                            f"the frame with pts {target}, listed by the container, could not be decoded "
-                            f"(the decoder went on to pts {frame.pts})")
-                    conversions.put(i, frame, len(wanted))
-                    i += 1
-                    break
-                else:
-                    raise DecodeError(f"frames with pts {wanted[i:]} could not be decoded (end of stream)")
+            for i, target in enumerate(wanted):
+                frame = frame_with_pts(random.frames_towards(target, index.keyframes), target, wanted[i:])
+                random.last = frame.pts
+                conversions.put(i, frame, len(wanted))
             conversions.finish()
         except BaseException as exc:
             random.forget()  # start afresh next time

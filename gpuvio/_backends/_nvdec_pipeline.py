@@ -40,7 +40,7 @@ import torch
 from cpu_fallback._frames import initial_capacity
 from cpu_fallback._video import MAX_BUFFER, Selection, should_buffer
 from cpu_fallback._video import capacity_hint as _cpu_capacity_hint
-from cpu_fallback._video_reader import seek_to_keyframe
+from cpu_fallback._video_reader import frame_with_pts, seek_to_keyframe
 
 from .._color import Matrix, Siting, chroma_siting, color_policy
 from .._errors import DecodeError
@@ -824,10 +824,8 @@ def decode_pts(container: Any, stream: Any, session: Session, wanted: list[int],
     """
     frames: SurfaceFrames | None = None
     last: int | None = None
-    i = 0
     try:
-        while i < len(wanted):
-            target = wanted[i]
+        for i, target in enumerate(wanted):
             k = bisect.bisect_right(keyframes, target) - 1
             if frames is None or last is None or (k >= 0 and keyframes[k] > last):
                 if frames is not None:
@@ -839,19 +837,9 @@ def decode_pts(container: Any, stream: Any, session: Session, wanted: list[int],
                     session.reset()
                     container, stream = reopen()
                     frames = SurfaceFrames(container, stream, session)
-            for frame in frames:
-                last = frame.pts
-                if frame.pts < target:
-                    continue
-                if frame.pts > target:
-                    raise DecodeError(
-                        f"the frame with pts {target}, listed by the container, could not be decoded "
-                        f"(the decoder went on to pts {frame.pts})")
-                converter.put(frame.surface, dests[i])
-                i += 1
-                break
-            else:
-                raise DecodeError(f"frames with pts {wanted[i:]} could not be decoded (end of stream)")
+            frame = frame_with_pts(frames, target, wanted[i:])
+            last = frame.pts
+            converter.put(frame.surface, dests[i])
     finally:
         if frames is not None:
             frames.close()
