@@ -314,6 +314,8 @@ class PyAVVideoSource:
         if index >= len(streams):
             available = [f"{t}:{i}" for t in ("video", "audio")
                          for i, _ in enumerate(getattr(self._container.streams, t))]
+            if not available:  # not a wrong argument: the data holds nothing to decode
+                raise DecodeError("no video or audio stream could be found in this data (corrupt, or not media)")
             raise InvalidArgumentError(
                 f"stream {kind}:{index} does not exist; this file has "
                 f"{', '.join(available) or 'no video or audio streams'}")

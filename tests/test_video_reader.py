@@ -371,3 +371,10 @@ def test_resolution_change_in_the_reader(tmp_path: Path) -> None:
     assert shapes[0] == (3, 96, 160) and shapes[-1] == (3, 80, 128)
     batch = reader.get_frames_at([0, len(shapes) - 1])
     assert batch.shape == (2, 3, 96, 160)
+
+
+def test_data_without_streams_is_a_decode_error_not_a_bad_argument():
+    # a damaged Matroska file FFmpeg opens but finds no stream in (kept from fuzzing)
+    data = (Path(__file__).parent / "regressions" / "fuzz-mkv-without-streams.video").read_bytes()
+    with pytest.raises(gpuvio.DecodeError, match="no video or audio stream"):
+        gpuvio.VideoReader(data)
