@@ -9,7 +9,9 @@ on the CPU and the GPU.
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,30 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "jpeg": make_sample_image(root / "image.jpg", width=500, height=375),
         "png": make_sample_image(root / "image.png", width=300, height=200),
     }
+
+
+def write_resolution_switch(path: Path, *, frames: int, pts_gap: int, shade: Callable[[int, int], int]) -> Path:
+    """An MPEG-TS file of two H.264 sequences, 160x96 then 128x80 (the SPS changes mid-stream).
+
+    Sequence ``s`` holds ``frames`` flat frames of value ``shade(s, i)`` with pts ``i + pts_gap * s``.
+    """
+    import av
+    import numpy as np
+
+    parts = []
+    for index, (width, height) in enumerate([(160, 96), (128, 80)]):
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="mpegts") as out:
+            stream = out.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for i in range(frames):
+                image = np.full((height, width, 3), shade(index, i), dtype=np.uint8)
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts = i + pts_gap * index
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        parts.append(buf.getvalue())
+    path.write_bytes(b"".join(parts))
+    return path

@@ -14,7 +14,6 @@ sample format (torchvision passed int16 through).
 from __future__ import annotations
 
 import functools
-import io
 import math
 import os
 import re
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import media_path
+from conftest import media_path, write_resolution_switch
 
 av = pytest.importorskip("av")
 
@@ -345,23 +344,8 @@ def test_bad_arguments(generated: dict[str, Path], tmp_path: Path) -> None:
 
 def test_resolution_change_is_scaled_to_the_first_size(tmp_path: Path) -> None:
     # two H.264 sequences of different sizes in one MPEG-TS stream (the SPS changes mid-stream)
-    path = tmp_path / "switch.ts"
-    parts = []
-    for index, (width, height) in enumerate([(160, 96), (128, 80)]):
-        buf = io.BytesIO()
-        with av.open(buf, "w", format="mpegts") as out:
-            stream = out.add_stream("libx264", rate=25)
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            for i in range(5):
-                image = np.full((height, width, 3), 30 * (i + 1) + 50 * index, dtype=np.uint8)
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-                frame.pts = i + 5 * index
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
-        parts.append(buf.getvalue())
-    path.write_bytes(b"".join(parts))
+    path = write_resolution_switch(tmp_path / "switch.ts", frames=5, pts_gap=5,
+                                   shade=lambda index, i: 30 * (i + 1) + 50 * index)
     expected, _, _ = reference_read_video(path, 0, None, "sec")
     sizes = [(f.width, f.height) for f in expected]
     assert sizes[0] == (160, 96) and (128, 80) in sizes

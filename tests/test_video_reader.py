@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import media_path
+from conftest import media_path, write_resolution_switch
 
 av = pytest.importorskip("av")
 
@@ -348,24 +348,7 @@ def test_num_threads_gives_the_same_frames(generated: dict[str, Path]) -> None:
 
 def test_resolution_change_in_the_reader(tmp_path: Path) -> None:
     # frames keep their own size when read one by one; a batch is given the declared size
-    import io
-
-    path = tmp_path / "switch.ts"
-    parts = []
-    for index, (width, height) in enumerate([(160, 96), (128, 80)]):
-        buf = io.BytesIO()
-        with av.open(buf, "w", format="mpegts") as out:
-            stream = out.add_stream("libx264", rate=25)
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            for i in range(4):
-                frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 50 + 40 * i, np.uint8), format="rgb24")
-                frame.pts = i + 20 * index
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
-        parts.append(buf.getvalue())
-    path.write_bytes(b"".join(parts))
+    path = write_resolution_switch(tmp_path / "switch.ts", frames=4, pts_gap=20, shade=lambda _, i: 50 + 40 * i)
     reader = gpuvio.VideoReader(str(path))
     shapes = [tuple(f["data"].shape) for f in reader]
     assert shapes[0] == (3, 96, 160) and shapes[-1] == (3, 80, 128)
