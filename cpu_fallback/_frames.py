@@ -21,11 +21,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from gpuvio import _forksafe as forksafe
 from gpuvio._errors import DecodeError, ResourceLimitError
 
 __all__ = [
     "RESERVE_LIMIT",
     "FrameStack",
+    "OwnedContainers",
     "Layout",
     "RgbConverter",
     "audio_to_float",
@@ -44,10 +46,13 @@ _pool_lock = threading.Lock()
 
 def _reset_after_fork() -> None:
     # A forked child inherits the executor object but none of its threads, and possibly a lock
-    # held by a thread that no longer exists; swscale contexts are made afresh too.
+    # held by a thread that no longer exists. The converters' swscale contexts are not freed
+    # there (held for good), only replaced.
     global _pool, _pool_lock
     _pool = None
     _pool_lock = threading.Lock()
+    for converter in _converters.values():
+        forksafe.hold(converter)
     _converters.clear()
 
 
@@ -312,6 +317,36 @@ def open_container(source: Any, **kwargs: Any) -> Any:
     if isinstance(source, memoryview):
         source = _MemoryReader(source)
     return av.open(source, metadata_errors="ignore", **kwargs)
+
+
+class OwnedContainers:
+    """The containers a long-lived object (a reader) has open, closed with it.
+
+    Each is held by :mod:`gpuvio._forksafe` while open, so a forked child never frees or
+    closes one it inherited (its decoder's threads are gone there: freeing it would wait for
+    them forever). :meth:`close_all` is safe to call from a ``weakref.finalize`` on the owner:
+    in a child it leaves the inherited containers alone.
+    """
+
+    def __init__(self) -> None:
+        self._open: list[Any] = []
+
+    def open(self, source: Any) -> Any:
+        """:func:`open_container`, held until :meth:`close`."""
+        container = forksafe.hold(open_container(source))
+        self._open.append(container)
+        return container
+
+    def close(self, container: Any) -> None:
+        """Close ``container`` (one of ours); in a forked child, just forget it."""
+        if container in self._open:
+            self._open.remove(container)
+        if forksafe.release(container):
+            container.close()
+
+    def close_all(self) -> None:
+        while self._open:
+            self.close(self._open[-1])
 
 
 class _MemoryReader(io.RawIOBase):

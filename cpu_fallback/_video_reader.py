@@ -13,6 +13,7 @@ import bisect
 import heapq
 import itertools
 import math
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import torch
 
 from gpuvio._errors import DecodeError, InvalidArgumentError
 
-from ._frames import FrameStack, audio_to_float, conversion_pool, converter_for, open_container
+from ._frames import FrameStack, OwnedContainers, audio_to_float, conversion_pool, converter_for, open_container
 from ._video import PtsFiller, _Conversions, _divx_flag, stream_index
 
 __all__ = ["FrameIndex", "PyAVVideoSource", "frame_with_pts", "stream_metadata"]
@@ -222,8 +223,9 @@ def frame_with_pts(frames: Iterable[Any], target: int, wanted: Sequence[int]) ->
 class _RandomAccess:
     """The container ``get_frames_at`` decodes from, kept between calls with its position."""
 
-    def __init__(self, source: Any, stream_index: int, reorder: int) -> None:
+    def __init__(self, source: Any, stream_index: int, reorder: int, owned: OwnedContainers) -> None:
         self._source = source
+        self._owned = owned
         self.stream_index = stream_index
         self._reorder = reorder
         self._container: Any = None
@@ -233,8 +235,8 @@ class _RandomAccess:
 
     def _open(self) -> None:
         if self._container is not None:
-            self._container.close()
-        self._container = open_container(self._source)
+            self._owned.close(self._container)
+        self._container = self._owned.open(self._source)
         self._stream = self._container.streams[self.stream_index]
         self._stream.thread_type = "SLICE"
         self._used = False
@@ -273,7 +275,7 @@ class _RandomAccess:
 
     def close(self) -> None:
         if self._container is not None:
-            self._container.close()
+            self._owned.close(self._container)
             self._container = None
         self._frames = None
 
@@ -292,6 +294,10 @@ class PyAVVideoSource:
         self._source = source
         self._num_threads = num_threads
         self._device = device if device is not None and device.type != "cpu" else None
+        # every container this reader opens is closed with it, or when it is collected unclosed
+        # (never in a forked child: see gpuvio._forksafe)
+        self._owned = OwnedContainers()
+        weakref.finalize(self, self._owned.close_all)
         self._container = self._open()
         self._fresh = True  # nothing read or seeked since the container was opened
         self._index: dict[int, FrameIndex] = {}
@@ -303,7 +309,7 @@ class PyAVVideoSource:
         import av
 
         try:
-            return open_container(self._source)
+            return self._owned.open(self._source)
         except av.FFmpegError as exc:
             name = self._source if isinstance(self._source, str) else "<bytes>"
             raise DecodeError(f"cannot open {name}: {exc}") from None
@@ -354,7 +360,7 @@ class PyAVVideoSource:
         self._ahead.clear()
         self._skip_before: float | None = None
         if not self._fresh:
-            self._container.close()
+            self._owned.close(self._container)
             self._container = self._open()
             self._configure(self._container.streams.get(**{self.kind: self._stream_number})[0])
         self._fresh = False
@@ -522,7 +528,7 @@ class PyAVVideoSource:
         if self._random is None or self._random.stream_index != self._stream.index:
             if self._random is not None:
                 self._random.close()
-            self._random = _RandomAccess(self._source, self._stream.index, self._reorder)
+            self._random = _RandomAccess(self._source, self._stream.index, self._reorder, self._owned)
         random = self._random
         conversions: _Conversions | None = None
         try:
@@ -548,4 +554,4 @@ class PyAVVideoSource:
         if self._random is not None:
             self._random.close()
             self._random = None
-        self._container.close()
+        self._owned.close_all()

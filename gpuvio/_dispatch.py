@@ -12,11 +12,11 @@ import importlib
 import importlib.util
 import os
 import sys
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 from ._errors import BackendUnavailableError, InvalidArgumentError, InvalidInputTypeError
+from ._forksafe import ForkSafeLock
 
 if TYPE_CHECKING:
     import torch
@@ -110,7 +110,7 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {}
 _INSTANCES: dict[str, Backend] = {}
-_LOCK = threading.Lock()
+_LOCK = ForkSafeLock()
 
 
 def register_backend(name: str, *, device_type: DeviceType, operations: frozenset[str] | set[str],
@@ -311,7 +311,7 @@ def select_backend(operation: Operation, device: Any = "cpu",
 
 
 _builtins_loaded = False
-_builtins_lock = threading.RLock()
+_builtins_lock = ForkSafeLock(reentrant=True)
 
 
 def _load_builtin_backends() -> None:

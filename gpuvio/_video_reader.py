@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
+from . import _forksafe
 from ._dispatch import select_backend
-from ._errors import InvalidArgumentError, InvalidInputTypeError
+from ._errors import BackendUnavailableError, InvalidArgumentError, InvalidInputTypeError
 from ._source import resolve_source
 from ._types import DeviceLike, Source
 
@@ -55,6 +58,12 @@ class VideoReader:
         device: where frames go: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
         backend: force a backend by name.
 
+    Readers are safe in every worker model. One inherited by a forked child (a ``Dataset``
+    that opened it in ``__init__``, under a fork ``DataLoader``) reopens its source there on
+    first use and carries on from the same position, giving exactly the frames the parent would
+    have given; dropping it in the child returns at once. A reader pickles as its source (the
+    path, or the bytes), stream, options and position, for spawn and forkserver workers and Ray.
+
     Attributes:
         backend: name of the backend decoding this file (after any fallback).
         device: the ``torch.device`` frames are returned on.
@@ -66,31 +75,104 @@ class VideoReader:
             src = path
         if src is None:
             raise InvalidArgumentError("VideoReader needs a source: a path, bytes or a uint8 tensor")
+        if hasattr(src, "read") and not isinstance(src, (str, os.PathLike)):
+            raise InvalidInputTypeError(
+                f"VideoReader cannot read from a file object ({type(src).__name__}): it reopens its source "
+                "in worker processes and when unpickled. Pass the path, or the bytes (f.read()), instead")
         kind, index = _parse_stream(stream)
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
             raise InvalidArgumentError(f"num_threads must be an int >= 0, got {num_threads!r}")
-        source = resolve_source(src, what="src")
+        self._open(resolve_source(src, what="src"), (kind, index), num_threads, device, backend)
+
+    def _open(self, source: Any, stream: tuple[str, int], num_threads: int, device: DeviceLike,
+              backend: str | None, position: tuple[Any, ...] = ("start",)) -> None:
         chosen, self.device = select_backend("open_video", device, backend)
-        self._impl = chosen.open_video(source, stream=(kind, index), num_threads=num_threads,
-                                       device=self.device)
-        self._stream = f"{kind}:{index}"
+        self._impl = chosen.open_video(source, stream=stream, num_threads=num_threads, device=self.device)
+        # closed when this reader is collected unclosed; a no-op on what a forked child inherited
+        self._finalizer = weakref.finalize(self, self._impl.close)
+        self._args = (source, num_threads, device, backend)
+        self._stream = f"{stream[0]}:{stream[1]}"
+        self._generation = _forksafe.generation()
+        # where the next frame comes from, to resume there in a forked child or after unpickling:
+        # ("start",), ("seek", time_s, keyframes_only) or ("after", pts of the last frame returned)
+        self._position = position
+        self._resume_pending = position != ("start",)
+        self._peeked: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ worker processes
+    def _reader(self) -> Any:
+        """The backend reader, reopened first when this process is a fork of the one that made it."""
+        if self._generation != _forksafe.generation():
+            source, num_threads, device, backend = self._args
+            kind, _, index = self._stream.partition(":")
+            if self.device.type == "cuda" and device != "auto":
+                raise BackendUnavailableError(
+                    f"this VideoReader decodes on {self.device}, and CUDA does not survive fork: it cannot "
+                    "be used in a forked child. Open readers in the worker, or use the spawn or forkserver "
+                    "start method (readers pickle)")
+            # what the parent opened stays untouched here (see gpuvio._forksafe)
+            self._finalizer.detach()
+            self._open(source, (kind, int(index)), num_threads, "cpu" if device == "auto" else device,
+                       backend, self._position)
+        if self._resume_pending:
+            self._resume_pending = False
+            self._resume()
+        return self._impl
+
+    def _resume(self) -> None:
+        """Put a freshly opened reader at :attr:`_position`."""
+        position = self._position
+        if position[0] == "seek":
+            self._impl.seek(position[1], keyframes_only=position[2])
+        elif position[0] == "after":
+            last = position[1]
+            self._impl.seek(last)  # lands on the last frame returned: skip it and any before
+            while True:
+                try:
+                    data, pts = self._impl.next()
+                except StopIteration:
+                    return
+                if pts > last:
+                    self._peeked = {"data": data, "pts": pts}
+                    return
+
+    def __getstate__(self) -> dict[str, Any]:
+        source, num_threads, device, backend = self._args
+        if isinstance(source, memoryview):
+            source = source.tobytes()
+        kind, _, index = self._stream.partition(":")
+        return {"source": source, "stream": (kind, int(index)), "num_threads": num_threads,
+                "device": device, "backend": backend, "position": self._position}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        source = state["source"]
+        if isinstance(source, (bytes, bytearray)):
+            source = memoryview(source)
+        self._open(source, tuple(state["stream"]), state["num_threads"], state["device"], state["backend"],
+                   tuple(state["position"]))
 
     @property
     def backend(self) -> str:
-        return self._impl.backend_name
+        return self._reader().backend_name
 
     @property
     def fallback_reason(self) -> str | None:
         """Why a GPU backend handed this file to the CPU backend, or None if it did not."""
-        return getattr(self._impl, "fallback_reason", None)
+        return getattr(self._reader(), "fallback_reason", None)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self
 
     def __next__(self) -> dict[str, Any]:
         """The next frame: ``{"data": Tensor, "pts": float seconds}``; StopIteration at the end."""
-        data, pts = self._impl.next()
-        return {"data": data, "pts": pts}
+        reader = self._reader()
+        if self._peeked is not None:
+            frame, self._peeked = self._peeked, None
+        else:
+            data, pts = reader.next()
+            frame = {"data": data, "pts": pts}
+        self._position = ("after", frame["pts"])
+        return frame
 
     def seek(self, time_s: float, keyframes_only: bool = False) -> VideoReader:
         """Move so that the next frame is the first with pts >= ``time_s`` (seconds).
@@ -100,24 +182,30 @@ class VideoReader:
         """
         if isinstance(time_s, bool) or not isinstance(time_s, (int, float)) and not hasattr(time_s, "__float__"):
             raise InvalidInputTypeError(f"time_s must be a number of seconds, got {time_s!r}")
-        self._impl.seek(float(time_s), keyframes_only=keyframes_only)
+        reader = self._reader()
+        self._peeked = None
+        reader.seek(float(time_s), keyframes_only=keyframes_only)
+        self._position = ("seek", float(time_s), bool(keyframes_only))
         return self
 
     def get_metadata(self) -> dict[str, dict[str, list[float]]]:
         """Duration and rate of every stream: ``{"video": {"duration": [...], "fps": [...]},
         "audio": {"duration": [...], "framerate": [...]}}`` (seconds, frames or samples per second)."""
-        return self._impl.metadata()
+        return self._reader().metadata()
 
     def set_current_stream(self, stream: str) -> bool:
         """Switch to another stream (``"video"``, ``"audio:1"``...) and rewind it. Returns True."""
         kind, index = _parse_stream(stream)
-        self._impl.set_stream(kind, index)
+        reader = self._reader()
+        self._peeked = None
+        reader.set_stream(kind, index)
         self._stream = f"{kind}:{index}"
+        self._position = ("start",)
         return True
 
     def __len__(self) -> int:
         """Number of frames in the current stream (read from the container, no decoding)."""
-        return len(self._impl)
+        return len(self._reader())
 
     def get_frames_at(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Frames at the given display positions, decoded together (each GOP at most once).
@@ -128,7 +216,7 @@ class VideoReader:
         Returns:
             ``Tensor[N, C, H, W] uint8`` on the reader's device, in the order of ``indices``.
         """
-        frames, _ = self._impl.get_frames_at(self._as_list(indices, "indices", int))
+        frames, _ = self._reader().get_frames_at(self._as_list(indices, "indices", int))
         return frames
 
     def get_frames_played_at(self, seconds: Sequence[float] | torch.Tensor) -> torch.Tensor:
@@ -137,8 +225,9 @@ class VideoReader:
         Returns:
             ``Tensor[N, C, H, W] uint8``. Raises ``IndexError`` for a time outside the video.
         """
-        positions = self._impl.indices_played_at(self._as_list(seconds, "seconds", float))
-        frames, _ = self._impl.get_frames_at(positions)
+        reader = self._reader()
+        positions = reader.indices_played_at(self._as_list(seconds, "seconds", float))
+        frames, _ = reader.get_frames_at(positions)
         return frames
 
     @staticmethod
@@ -167,6 +256,7 @@ class VideoReader:
 
     def close(self) -> None:
         """Release the file and decoder."""
+        self._peeked = None
         self._impl.close()
 
     def __enter__(self) -> VideoReader:

@@ -12,8 +12,9 @@ import importlib
 import importlib.util
 import os
 import sys
-import threading
 from typing import Any
+
+from .._forksafe import ForkSafeLock
 
 __all__ = [
     "CudaBuffer",
@@ -23,7 +24,7 @@ __all__ = [
     "pynvvideocodec_version",
 ]
 
-_load_lock = threading.Lock()
+_load_lock = ForkSafeLock()
 _loaded: list[Any] = []
 _load_notes: list[str] = []
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import atexit
 import bisect
 import math
-import threading
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +40,7 @@ from cpu_fallback._frames import open_container
 
 from .._dispatch import Backend
 from .._errors import BackendUnavailableError, InvalidArgumentError
+from .._forksafe import ForkSafeLock
 from ._cuda import load_pynvvideocodec
 from ._nvdec_pipeline import (
     NvdecUnsupported,
@@ -92,7 +92,7 @@ class NvdecBackend(Backend):
         atexit.register(self._pool.clear)
         self._cpu = CpuBackend()
         self._encode_note_shown = False
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     # ----------------------------------------------------------------------------- sessions
     @staticmethod
@@ -354,7 +354,7 @@ class NvdecVideoSource(PyAVVideoSource):
             if frames is None:
                 # not seekable: reopen the file, as the CPU reader does
                 self._session.reset()
-                self._container.close()
+                self._owned.close(self._container)
                 self._container = self._open()
                 self._configure(self._container.streams.get(**{self.kind: self._stream_number})[0])
                 frames = SurfaceFrames(self._container, self._stream, self._session)

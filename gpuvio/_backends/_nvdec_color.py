@@ -17,11 +17,11 @@ Nothing here imports CuPy or touches CUDA until a fused kernel is asked for.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import torch
 
+from .._forksafe import ForkSafeLock
 from .._color import _COEFFICIENTS, Matrix, Siting, yuv_to_rgb
 
 __all__ = ["KERNEL_SOURCE", "FusedNv12Kernel", "color_constants", "fused_kernel", "fused_kernel_status",
@@ -213,7 +213,7 @@ class FusedNv12Kernel:
                                   np.int32(height), np.int32(width), np.int32(planar), *self._params))
 
 
-_fused_lock = threading.Lock()
+_fused_lock = ForkSafeLock()
 _fused: dict[tuple[Any, ...], FusedNv12Kernel | None] = {}
 _fused_reasons: dict[tuple[Any, ...], str] = {}
 _modules: dict[int, Any] = {}

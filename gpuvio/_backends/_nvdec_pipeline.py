@@ -29,7 +29,6 @@ import bisect
 import contextlib
 import math
 import os
-import threading
 import warnings
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -44,6 +43,9 @@ from cpu_fallback._video_reader import frame_with_pts, seek_to_keyframe
 
 from .._color import Matrix, Siting, chroma_siting, color_policy
 from .._errors import DecodeError
+from .._forksafe import ForkSafeLock, holds
+from .._forksafe import hold as forksafe_hold
+from .._forksafe import release as forksafe_release
 from ._cuda import CudaBuffer
 from ._nvdec_color import fused_kernel, nv12_batch_to_rgb
 
@@ -144,7 +146,7 @@ def plan_stream(stream: Any) -> StreamPlan:
 
 
 # ---------------------------------------------------------------------------------- decoder caps
-_caps_lock = threading.Lock()
+_caps_lock = ForkSafeLock()
 _caps: dict[tuple[Any, ...], dict[str, int]] = {}
 
 
@@ -295,6 +297,7 @@ class NvdecSession:
         self._prep: _PacketPrep | None = None
         self._rows = plan.height * 3 // 2
         self._use_dlpack = plan.surface_bits == 8
+        forksafe_hold(self)  # a forked child must never destroy a decoder of its parent's context
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:
         return torch.cuda.stream(self.stream)
@@ -375,6 +378,8 @@ class NvdecSession:
         self.decoder.setReconfigParams(plan.width, plan.height)
 
     def close(self) -> None:
+        if not forksafe_release(self):
+            return  # inherited from the parent process: left alone for good
         self.decoder = None
         self._prep = None
 
@@ -436,7 +441,7 @@ class SessionPool:
     """
 
     def __init__(self, max_idle: int = 16) -> None:
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
         self._idle: OrderedDict[int, tuple[tuple[Any, ...], NvdecSession]] = OrderedDict()
         self._max_idle = max_idle
         self.created = 0
@@ -463,6 +468,8 @@ class SessionPool:
         return session
 
     def release(self, session: NvdecSession, *, healthy: bool = True) -> None:
+        if isinstance(session, NvdecSession) and not holds(session):
+            return  # a forked child's inherited session: its CUDA context is not usable here
         if not healthy or session.decoder is None:
             session.close()
             return
