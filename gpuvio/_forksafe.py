@@ -12,6 +12,9 @@ themselves are never freed, closed or decoded with there. Pages shared with the 
 shared (copy-on-write), so this costs the child nothing. Owners that notice the fork (see
 :func:`generation`) open their sources afresh instead of using what they inherited.
 
+Torch's own thread pool does not survive fork either, so a child runs torch single-threaded
+(what ``DataLoader`` does in its workers).
+
 Python weak references would be the natural registry, but PyAV's objects do not support them;
 holding strong references means an owner must :func:`release` what it opened (``close()``, or a
 ``weakref.finalize`` on the owner for objects dropped without it).
@@ -20,6 +23,7 @@ holding strong references means an owner must :func:`release` what it opened (``
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import Any, TypeVar
 
@@ -96,6 +100,12 @@ def _after_fork_in_child() -> None:
     _inherited.extend(_held.values())
     _held.clear()
     _generation += 1
+    # torch's intra-op pool on Linux is GNU OpenMP, which does not survive fork: once the parent
+    # has run a parallel op, the child's first one blocks forever (torch alone shows it). gpuvio
+    # indexes and copies frame tensors, so a child goes single-threaded, as DataLoader's workers do.
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() > 1:
+        torch.set_num_threads(1)
 
 
 if hasattr(os, "register_at_fork"):

@@ -82,10 +82,12 @@ class VideoReader:
         kind, index = _parse_stream(stream)
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
             raise InvalidArgumentError(f"num_threads must be an int >= 0, got {num_threads!r}")
-        self._open(resolve_source(src, what="src"), (kind, index), num_threads, device, backend)
+        self._open(src, (kind, index), num_threads, device, backend)
 
     def _open(self, source: Any, stream: tuple[str, int], num_threads: int, device: DeviceLike,
               backend: str | None, position: tuple[Any, ...] = ("start",)) -> None:
+        # checked at every (re)open: a file gone by the time a worker reopens it is named
+        source = resolve_source(source, what="src")
         chosen, self.device = select_backend("open_video", device, backend)
         self._impl = chosen.open_video(source, stream=stream, num_threads=num_threads, device=self.device)
         # closed when this reader is collected unclosed; a no-op on what a forked child inherited
@@ -126,7 +128,10 @@ class VideoReader:
             self._impl.seek(position[1], keyframes_only=position[2])
         elif position[0] == "after":
             last = position[1]
-            self._impl.seek(last)  # lands on the last frame returned: skip it and any before
+            if self._stream.startswith("video"):
+                self._impl.seek(last)  # lands on the last frame returned: skip it and any before
+            # audio is decoded from the start: an audio decoder started at a seek point gives
+            # its first frames slightly differently (overlapping transforms)
             while True:
                 try:
                     data, pts = self._impl.next()
@@ -145,10 +150,7 @@ class VideoReader:
                 "device": device, "backend": backend, "position": self._position}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        source = state["source"]
-        if isinstance(source, (bytes, bytearray)):
-            source = memoryview(source)
-        self._open(source, tuple(state["stream"]), state["num_threads"], state["device"], state["backend"],
+        self._open(state["source"], tuple(state["stream"]), state["num_threads"], state["device"], state["backend"],
                    tuple(state["position"]))
 
     @property

@@ -112,3 +112,18 @@ def test_decoders_in_process_report_cpu_fallback(media):
     clips = DecodeVideoClips(column="path", output="torch")(
         {"path": np.array([str(media["a"])] * 2), "start": np.array([0.0, 0.0]), "end": np.array([0.1, 0.1])})
     assert isinstance(clips["clip"], torch.Tensor) and clips["clip"].shape == (2, 4, 3, 64, 96)
+
+
+def test_a_reader_passed_to_a_ray_task_resumes_where_it_was(cluster, media):
+    reader = gpuvio.VideoReader(str(media["b"]))
+    reader.seek(0.5)
+    next(reader)
+
+    @cluster.remote
+    def next_frames(r: gpuvio.VideoReader) -> list[tuple[float, torch.Tensor]]:
+        return [(f["pts"], f["data"]) for f, _ in zip(r, range(3))]
+
+    remote = cluster.get(next_frames.remote(reader))
+    local = [(f["pts"], f["data"]) for f, _ in zip(reader, range(3))]
+    assert [p for p, _ in remote] == [p for p, _ in local]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(remote, local))
