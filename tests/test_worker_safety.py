@@ -64,6 +64,13 @@ def test_fork_repeated_after_a_long_mixed_workload(media):
     assert result == {"rounds": 20, "hangs": 0}
 
 
+def test_device_loader_iteration_inherited_by_a_child(media):
+    result = run_case(media, "device_loader_in_child")
+    assert "start a new one here" in result["inherited"]
+    assert result["fresh"] == [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0, 1.0]]
+    assert result["parent_rest"] == [[1.0, 1.0], [1.0, 1.0, 1.0]]
+
+
 @pytest.mark.parametrize("kind", ["init", "per_item", "images"])
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_dataloader_workers_match_the_parent(media, method, kind):

@@ -186,6 +186,28 @@ def case_long_workload_then_fork(media: Path) -> dict[str, Any]:
     return {"rounds": rounds, "hangs": hangs}
 
 
+def case_device_loader_in_child(media: Path) -> dict[str, Any]:
+    """A DeviceLoader iteration inherited mid-way fails clearly in a child; a new one works there."""
+    from gpuvio.data import DeviceLoader
+
+    loader = DeviceLoader([torch.zeros(2), torch.ones(2), torch.ones(3)], device="cpu")
+    running = iter(loader)
+    next(running)
+
+    def child() -> dict[str, Any]:
+        try:
+            next(running)
+            inherited = "no error"
+        except gpuvio.InvalidArgumentError as exc:
+            inherited = str(exc)
+        running.close()  # what __del__ does when the child drops it: must return at once
+        return {"inherited": inherited, "fresh": [t.tolist() for t in loader]}
+
+    result = in_child(child)
+    result["parent_rest"] = [t.tolist() for t in running]
+    return result
+
+
 class ReadersInInit(Dataset):
     """The common pattern: readers opened once, in ``__init__``."""
 

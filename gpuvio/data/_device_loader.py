@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .. import _forksafe
 from .._dispatch import (
     _auto_cuda_device,
     cuda_unavailable_reason,
@@ -254,6 +255,7 @@ class _DeviceIterator:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=owner.prefetch)
         self._stop = threading.Event()
         self._done = False
+        self._generation = _forksafe.generation()
         # the thread gets what it works on, not this object: a loop left early then drops the
         # iterator, whose __del__ stops the thread (which would otherwise keep it alive forever)
         self._thread = threading.Thread(target=_produce, args=(owner, self._source, self._queue, self._stop),
@@ -266,6 +268,11 @@ class _DeviceIterator:
     def __next__(self) -> Any:
         if self._done:
             raise StopIteration
+        if self._generation != _forksafe.generation():
+            # the producer thread stayed in the parent: waiting on its queue here would never end
+            raise InvalidArgumentError(
+                "this DeviceLoader iteration was started in the parent process, and its decoding thread "
+                "does not exist in this forked child; start a new one here with iter(loader)")
         item = self._queue.get()
         if item is _END:
             self._finish()
@@ -287,6 +294,8 @@ class _DeviceIterator:
         if self._done:
             return
         self._done = True
+        if self._generation != _forksafe.generation():
+            return  # a forked child's copy: its locks may have been held by the parent's thread
         self._stop.set()
         with contextlib.suppress(queue.Empty):
             while True:
