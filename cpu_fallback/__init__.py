@@ -54,11 +54,11 @@ class CpuBackend(Backend):
         return _image.encode_png(image.cpu(), compression_level)
 
     def read_video(self, source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str,
-                   device: torch.device, output_format: str = "THWC"
+                   device: torch.device, output_format: str = "THWC", color: str = "torchvision"
                    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         # TCHW is written planar straight away: contiguous, and cheaper than converting to packed RGB
         layout = "CHW" if output_format == "TCHW" else "HWC"
-        video, audio, info = _video.read_video(source, start_pts, end_pts, pts_unit, layout)
+        video, audio, info = _video.read_video(source, start_pts, end_pts, pts_unit, layout, color)
         if device.type != "cpu":
             video = video.to(device)
         return video, audio, info
@@ -70,5 +70,5 @@ class CpuBackend(Backend):
         _video.write_video(path, video.cpu(), fps, **options)
 
     def open_video(self, source: Any, *, stream: tuple[str, int], num_threads: int,
-                   device: torch.device) -> PyAVVideoSource:
-        return PyAVVideoSource(source, stream=stream, num_threads=num_threads, device=device)
+                   device: torch.device, color: str = "torchvision") -> PyAVVideoSource:
+        return PyAVVideoSource(source, stream=stream, num_threads=num_threads, device=device, color=color)

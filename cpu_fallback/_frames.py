@@ -1,10 +1,17 @@
 """Decoded-frame helpers shared by the CPU video code: colour conversion, output buffers, audio.
 
-Colour conversion follows :mod:`gpuvio._color`'s policy. swscale computes it (its accurate
-bilinear path) for almost every frame; frames of odd width or height, where swscale leaves the
-2:1 chroma grid, go through :func:`gpuvio._color.yuv_to_rgb` itself. swscale writes planar RGB
-(``gbrp``), which its accurate path produces about 40% faster than packed ``rgb24``; the planes are
-then copied straight into the caller's output, interleaved (``HWC``) or not (``CHW``).
+Two colour policies (``color=``):
+
+* ``"torchvision"`` (the default): torchvision 0.8's pixels, i.e. ``frame.to_rgb()`` in PyAV,
+  which is swscale's default conversion to packed ``rgb24`` (its fast unscaled path, chroma
+  shared by each 2x2 block, matrix from the frame's colour tags, range as PyAV passes it).
+  The converter asks swscale for exactly that, single-threaded, and copies the result into the
+  caller's buffer: bit-identical to ``to_rgb`` by construction. (Planar ``gbrp`` would be faster
+  but swscale takes another path for it, whose pixels differ on some sizes and formats.)
+* ``"accurate"``: :mod:`gpuvio._color`'s policy. swscale computes it (its accurate bilinear
+  path) for almost every frame; frames of odd width or height, where swscale leaves the 2:1
+  chroma grid, go through :func:`gpuvio._color.yuv_to_rgb` itself. swscale writes planar RGB
+  (``gbrp``), which its accurate path produces about 40% faster than packed ``rgb24``.
 """
 
 from __future__ import annotations
@@ -23,11 +30,14 @@ import torch
 
 from gpuvio import _forksafe as forksafe
 from gpuvio._errors import DecodeError, ResourceLimitError
+from gpuvio._types import COLOR_POLICIES, ColorPolicy
 
 __all__ = [
     "RESERVE_LIMIT",
     "FrameStack",
     "OwnedContainers",
+    "COLOR_POLICIES",
+    "ColorPolicy",
     "Layout",
     "RgbConverter",
     "audio_to_float",
@@ -133,20 +143,22 @@ def _plane(plane: Any, dtype: Any = np.uint8) -> np.ndarray:
 
 
 class RgbConverter:
-    """Converts the decoded frames of one stream to RGB by gpuvio's colour policy.
+    """Converts the decoded frames of one stream to RGB by one of the colour policies.
 
     Thread-safe: each thread gets its own swscale context. Frames whose size differs from the
     target size given to :meth:`convert_into` are scaled (bilinear) to it.
 
     Args:
-        codec: the stream's FFmpeg decoder name, which sets the chroma siting of the policy
-            (see :func:`gpuvio._color.chroma_siting`).
+        codec: the stream's FFmpeg decoder name, which sets the chroma siting of the
+            ``"accurate"`` policy (see :func:`gpuvio._color.chroma_siting`).
+        policy: ``"torchvision"`` (default) or ``"accurate"``; see the module docstring.
     """
 
-    def __init__(self, codec: str | None) -> None:
+    def __init__(self, codec: str | None, policy: ColorPolicy = "torchvision") -> None:
         from gpuvio._color import chroma_siting
 
         self.siting = chroma_siting(codec)
+        self.policy = policy
         self._local = threading.local()
 
     def _reformatter(self) -> Any:
@@ -163,6 +175,9 @@ class RgbConverter:
         height, width = (out.shape[1], out.shape[2]) if layout == "CHW" else (out.shape[0], out.shape[1])
         name = frame.format.name
         same_size = frame.width == width and frame.height == height
+        if self.policy == "torchvision":
+            self._convert_like_to_rgb(frame, out, layout, None if same_size else (width, height))
+            return
         if same_size and (width % 2 or height % 2) and _PLANAR_YUV.match(name):
             self._convert_with_policy(frame, out, layout)
             return
@@ -185,6 +200,26 @@ class RgbConverter:
         else:
             out[:, :, 0], out[:, :, 1], out[:, :, 2] = r, g, b
 
+    def _convert_like_to_rgb(self, frame: Any, out: np.ndarray, layout: Layout,
+                             size: tuple[int, int] | None) -> None:
+        # PyAV's to_rgb() with its defaults (frame's colorspace, unspecified range, BILINEAR),
+        # but one thread: swscale's slice threads would be made and joined per context
+        kwargs: dict[str, Any] = {} if size is None else {"width": size[0], "height": size[1]}
+        import av
+
+        try:
+            packed = self._reformatter().reformat(frame, format="rgb24", threads=1, **kwargs)
+        except av.FFmpegError as exc:
+            raise DecodeError(f"a decoded {frame.width}x{frame.height} {frame.format.name} frame could not be "
+                              f"converted to RGB: {exc}") from None
+        plane = packed.planes[0]
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        rgb = rows[:, : plane.width * 3].reshape(plane.height, plane.width, 3)
+        if layout == "CHW":
+            np.copyto(out, rgb.transpose(2, 0, 1))
+        else:
+            np.copyto(out, rgb)
+
     def _convert_with_policy(self, frame: Any, out: np.ndarray, layout: Layout) -> None:
         from gpuvio._color import color_policy, yuv_to_rgb
 
@@ -206,25 +241,25 @@ class RgbConverter:
         return out
 
 
-_converters: dict[str, RgbConverter] = {}
+_converters: dict[tuple[str, str], RgbConverter] = {}
 
 
-def converter_for(codec: str | None) -> RgbConverter:
+def converter_for(codec: str | None, policy: ColorPolicy = "torchvision") -> RgbConverter:
     """The shared converter for a codec's streams: its per-thread swscale contexts are reused
     from call to call (worth it for many short clips: setting one up costs about a frame)."""
-    key = codec or ""
+    key = (codec or "", policy)
     converter = _converters.get(key)
     if converter is None:
-        converter = _converters.setdefault(key, RgbConverter(codec))
+        converter = _converters.setdefault(key, RgbConverter(codec, policy))
     return converter
 
 
-def frame_to_rgb(frame: Any, codec: str | None = "h264") -> np.ndarray:
-    """``ndarray[H, W, 3] uint8`` RGB of a decoded video frame, by gpuvio's colour policy.
+def frame_to_rgb(frame: Any, codec: str | None = "h264", policy: ColorPolicy = "torchvision") -> np.ndarray:
+    """``ndarray[H, W, 3] uint8`` RGB of a decoded video frame, by a colour policy.
 
-    ``codec`` is the decoder's name (it sets the chroma siting); H.264's by default.
+    ``codec`` is the decoder's name (it sets the ``"accurate"`` policy's chroma siting).
     """
-    return converter_for(codec).to_array(frame)
+    return converter_for(codec, policy).to_array(frame)
 
 
 # The first reservation for a video's frames holds at most this many bytes: the frame count in a

@@ -25,7 +25,7 @@ import torch
 
 from gpuvio._errors import DecodeError, InvalidArgumentError
 
-from ._frames import FrameStack, OwnedContainers, audio_to_float, conversion_pool, converter_for, open_container
+from ._frames import ColorPolicy, FrameStack, OwnedContainers, audio_to_float, conversion_pool, converter_for, open_container
 from ._video import PtsFiller, _Conversions, _divx_flag, stream_index
 
 __all__ = ["FrameIndex", "PyAVVideoSource", "frame_with_pts", "stream_metadata"]
@@ -290,8 +290,9 @@ class PyAVVideoSource:
     backend_name = "cpu"
 
     def __init__(self, source: Any, *, stream: tuple[str, int], num_threads: int = 0,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, color: ColorPolicy = "torchvision") -> None:
         self._source = source
+        self._color = color
         self._num_threads = num_threads
         self._device = device if device is not None and device.type != "cpu" else None
         # every container this reader opens is closed with it, or when it is collected unclosed
@@ -338,7 +339,7 @@ class PyAVVideoSource:
         self._time_base = stream.time_base
         self._reorder = _REORDER_WINDOW if stream.type == "video" and _divx_flag(stream) == b"p" else 0
         if stream.type == "video":
-            self._converter = converter_for(stream.codec_context.name)
+            self._converter = converter_for(stream.codec_context.name, self._color)
             if self._num_threads:
                 stream.thread_type = "AUTO"
                 stream.codec_context.thread_count = self._num_threads

@@ -67,7 +67,7 @@ class Backend:
         raise NotImplementedError
 
     def read_video(self, source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str,
-                   device: torch.device, output_format: str = "THWC"
+                   device: torch.device, output_format: str = "THWC", color: str = "torchvision"
                    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         raise NotImplementedError
 
@@ -78,7 +78,7 @@ class Backend:
         raise NotImplementedError
 
     def open_video(self, source: Any, *, stream: tuple[str, int], num_threads: int,
-                   device: torch.device) -> Any:
+                   device: torch.device, color: str = "torchvision") -> Any:
         raise NotImplementedError
 
 

@@ -12,7 +12,7 @@ import torch
 from ._dispatch import select_backend
 from ._errors import InvalidArgumentError, InvalidInputTypeError
 from ._source import resolve_source
-from ._types import DeviceLike, PtsUnit, Source
+from ._types import ColorPolicy, DeviceLike, PtsUnit, Source, check_color
 from ._video import _check_pts_unit, _check_time
 
 __all__ = ["decode_videos"]
@@ -20,7 +20,8 @@ __all__ = ["decode_videos"]
 
 def decode_videos(sources: Sequence[Source], *, device: DeviceLike = "auto", start_pts: int | float | Fraction = 0,
                   end_pts: int | float | Fraction | None = None, pts_unit: PtsUnit = "pts",
-                  max_workers: int | None = None, backend: str | None = None) -> list[torch.Tensor]:
+                  max_workers: int | None = None, backend: str | None = None,
+                  color: ColorPolicy = "torchvision") -> list[torch.Tensor]:
     """Decode the video frames of several files concurrently.
 
     Each result is what :func:`gpuvio.read_video` returns as ``vframes`` for the same arguments
@@ -41,6 +42,7 @@ def decode_videos(sources: Sequence[Source], *, device: DeviceLike = "auto", sta
         max_workers: concurrent decodes; default two per NVDEC engine on a GPU, one per CPU core
             (at most one per file) on the CPU.
         backend: force a backend by name.
+        color: ``"torchvision"`` (default) or ``"accurate"``, as for :func:`gpuvio.read_video`.
 
     Returns:
         A list with one ``Tensor[T, H, W, 3]`` uint8 per source, in order, on ``device``.
@@ -59,20 +61,21 @@ def decode_videos(sources: Sequence[Source], *, device: DeviceLike = "auto", sta
     if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int)
                                     or max_workers < 1):
         raise InvalidArgumentError(f"max_workers must be a positive int or None; got {max_workers!r}")
+    check_color(color)
     resolved = [resolve_source(s, what=f"sources[{i}]") for i, s in enumerate(sources)]
     chosen, target = select_backend("read_video", device, backend)
     many = getattr(chosen, "read_videos", None)
     if many is not None:
         return many(resolved, start_pts=start_pts, end_pts=end, pts_unit=pts_unit, device=target,
-                    max_workers=max_workers)
-    return _thread_pool(chosen, resolved, start_pts, end, pts_unit, target, max_workers)
+                    max_workers=max_workers, color=color)
+    return _thread_pool(chosen, resolved, start_pts, end, pts_unit, target, max_workers, color)
 
 
 def _thread_pool(backend: Any, sources: list[Any], start_pts: Any, end_pts: Any, pts_unit: str,
-                 device: torch.device, max_workers: int | None) -> list[torch.Tensor]:
+                 device: torch.device, max_workers: int | None, color: ColorPolicy) -> list[torch.Tensor]:
     def one(source: Any) -> torch.Tensor:
         return backend.read_video(source, start_pts=start_pts, end_pts=end_pts, pts_unit=pts_unit,
-                                  device=device)[0]
+                                  device=device, color=color)[0]
 
     if not sources:
         return []

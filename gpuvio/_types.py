@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal, Union
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DeviceLike", "ImageReadMode", "PtsUnit", "Source"]
+__all__ = ["COLOR_POLICIES", "ColorPolicy", "DeviceLike", "ImageReadMode", "PtsUnit", "Source", "check_color"]
 
 
 class ImageReadMode(enum.Enum):
@@ -46,6 +46,24 @@ class ImageReadMode(enum.Enum):
 
 #: Where results go: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a ``torch.device``.
 DeviceLike = Union[str, "torch.device"]
+
+#: How decoded video is turned into RGB (``color=``). ``"torchvision"`` (default): torchvision
+#: 0.8's pixels, i.e. PyAV's ``frame.to_rgb()`` (swscale's default conversion), which plain PyAV
+#: and torchcodec's CPU decoder give too. ``"accurate"``: bilinear chroma upsampling at the
+#: codec's chroma siting and exact rounding (see ``gpuvio/_color.py``): a few levels closer to
+#: the source at sharp colour edges, and different from torchvision's pixels.
+ColorPolicy = Literal["torchvision", "accurate"]
+COLOR_POLICIES: tuple[str, ...] = ("torchvision", "accurate")
+
+
+def check_color(color: object) -> ColorPolicy:
+    """``color`` itself if it is a colour policy; InvalidArgumentError naming the choices if not."""
+    if color not in COLOR_POLICIES:
+        from ._errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"color must be one of {', '.join(map(repr, COLOR_POLICIES))}; got {color!r}")
+    return color  # type: ignore[return-value]
+
 
 #: Unit of the start and end times of :func:`gpuvio.read_video`.
 PtsUnit = Literal["pts", "sec"]

@@ -14,7 +14,7 @@ import torch
 from ._dispatch import select_backend
 from ._errors import InvalidArgumentError, InvalidInputTypeError
 from ._source import resolve_source
-from ._types import DeviceLike, PtsUnit, Source
+from ._types import ColorPolicy, DeviceLike, PtsUnit, Source, check_color
 
 __all__ = ["read_video", "read_video_timestamps", "write_video"]
 
@@ -36,7 +36,8 @@ def _check_time(value: Any, name: str) -> Any:
 def read_video(filename: Source, start_pts: float | Fraction = 0,
                end_pts: float | Fraction | None = None, pts_unit: PtsUnit = "pts",
                output_format: Literal["THWC", "TCHW"] = "THWC", *, device: DeviceLike = "cpu",
-               backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+               backend: str | None = None, color: ColorPolicy = "torchvision"
+               ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """Read the video frames and audio samples between two presentation times.
 
     Frames whose pts lies in the inclusive range ``[start_pts, end_pts]`` are returned, one per
@@ -63,6 +64,9 @@ def read_video(filename: Source, start_pts: float | Fraction = 0,
             otherwise it is the THWC tensor permuted.
         device: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
         backend: force a backend by name (see :func:`gpuvio.backends`).
+        color: how YUV becomes RGB. ``"torchvision"`` (default): torchvision 0.8's pixels
+            (PyAV's ``to_rgb()``), bit for bit on the CPU. ``"accurate"``: bilinear chroma at the
+            codec's siting, exact rounding (see the README's colour section).
 
     Returns:
         ``(vframes, aframes, info)``: ``vframes`` is ``Tensor[T, H, W, C] uint8`` (RGB, C = 3) on
@@ -84,12 +88,13 @@ def read_video(filename: Source, start_pts: float | Fraction = 0,
     if end < start_pts:
         raise InvalidArgumentError(
             f"end_pts should be larger than start_pts, got start_pts={start_pts} and end_pts={end_pts}")
+    check_color(color)
     source = resolve_source(filename, what="filename")
     chosen, target = select_backend("read_video", device, backend)
     # TCHW is the backend's job: the CPU backend writes planar frames directly (contiguous, and
     # no interleaving to undo)
     return chosen.read_video(source, start_pts=start_pts, end_pts=end, pts_unit=pts_unit,
-                             device=target, output_format=fmt)
+                             device=target, output_format=fmt, color=color)
 
 
 def read_video_timestamps(filename: Source, pts_unit: PtsUnit = "pts", *,

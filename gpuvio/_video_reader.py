@@ -14,7 +14,7 @@ from . import _forksafe
 from ._dispatch import select_backend
 from ._errors import BackendUnavailableError, InvalidArgumentError, InvalidInputTypeError
 from ._source import resolve_source
-from ._types import DeviceLike, Source
+from ._types import ColorPolicy, DeviceLike, Source, check_color
 
 __all__ = ["VideoReader"]
 
@@ -57,6 +57,8 @@ class VideoReader:
             converts colours on the others.
         device: where frames go: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
         backend: force a backend by name.
+        color: ``"torchvision"`` (default: torchvision 0.8's pixels) or ``"accurate"``; see
+            :func:`gpuvio.read_video`.
 
     Readers are safe in every worker model. One inherited by a forked child (a ``Dataset``
     that opened it in ``__init__``, under a fork ``DataLoader``) reopens its source there on
@@ -70,7 +72,8 @@ class VideoReader:
     """
 
     def __init__(self, src: Source | None = None, stream: str = "video", num_threads: int = 0, *,
-                 path: Source | None = None, device: DeviceLike = "cpu", backend: str | None = None) -> None:
+                 path: Source | None = None, device: DeviceLike = "cpu", backend: str | None = None,
+                 color: ColorPolicy = "torchvision") -> None:
         if src is None:
             src = path
         if src is None:
@@ -82,14 +85,16 @@ class VideoReader:
         kind, index = _parse_stream(stream)
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
             raise InvalidArgumentError(f"num_threads must be an int >= 0, got {num_threads!r}")
-        self._open(src, (kind, index), num_threads, device, backend)
+        self._open(src, (kind, index), num_threads, device, backend, check_color(color))
 
     def _open(self, source: Any, stream: tuple[str, int], num_threads: int, device: DeviceLike,
-              backend: str | None, position: tuple[Any, ...] = ("start",)) -> None:
+              backend: str | None, color: ColorPolicy, position: tuple[Any, ...] = ("start",)) -> None:
         # checked at every (re)open: a file gone by the time a worker reopens it is named
         source = resolve_source(source, what="src")
         chosen, self.device = select_backend("open_video", device, backend)
-        self._impl = chosen.open_video(source, stream=stream, num_threads=num_threads, device=self.device)
+        self._impl = chosen.open_video(source, stream=stream, num_threads=num_threads, device=self.device,
+                                       color=color)
+        self._color = color
         # closed when this reader is collected unclosed; a no-op on what a forked child inherited
         self._finalizer = weakref.finalize(self, self._impl.close)
         self._args = (source, num_threads, device, backend)
@@ -115,7 +120,7 @@ class VideoReader:
             # what the parent opened stays untouched here (see gpuvio._forksafe)
             self._finalizer.detach()
             self._open(source, (kind, int(index)), num_threads, "cpu" if device == "auto" else device,
-                       backend, self._position)
+                       backend, self._color, self._position)
         if self._resume_pending:
             self._resume_pending = False
             self._resume()
@@ -147,11 +152,11 @@ class VideoReader:
             source = source.tobytes()
         kind, _, index = self._stream.partition(":")
         return {"source": source, "stream": (kind, int(index)), "num_threads": num_threads,
-                "device": device, "backend": backend, "position": self._position}
+                "device": device, "backend": backend, "color": self._color, "position": self._position}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._open(state["source"], tuple(state["stream"]), state["num_threads"], state["device"], state["backend"],
-                   tuple(state["position"]))
+                   state["color"], tuple(state["position"]))
 
     @property
     def backend(self) -> str:

@@ -1,4 +1,4 @@
-"""The colour policy: gpuvio._color's torch ops against the CPU backend's swscale conversion.
+"""The "accurate" colour policy: gpuvio._color's torch ops against the CPU backend's swscale conversion.
 
 :func:`gpuvio._color.yuv_to_rgb` / :func:`nv12_to_rgb` are what GPU backends run on decoder
 surfaces; the CPU backend converts with swscale's accurate path. Fed with PyAV's own planes (and
@@ -131,7 +131,7 @@ def encoded() -> dict[str, bytes]:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_policy_matches_swscale_on_generated_clips(encoded: dict[str, bytes], name: str) -> None:
     codec, frames = _decoded(encoded[name])
-    converter = RgbConverter(codec)
+    converter = RgbConverter(codec, "accurate")
     for frame in frames:
         reference = _accurate(frame)
         # the CPU backend is swscale's accurate path, unchanged, for these even sizes
@@ -214,7 +214,7 @@ def test_p010_to_rgb_matches(encoded: dict[str, bytes], name: str) -> None:
 def test_odd_sizes_follow_the_policy(case: tuple[str, str, int, int]) -> None:
     codec_name, pix_fmt, width, height = case
     codec, frames = _decoded(_encode(codec_name, pix_fmt, width, height))
-    converter = RgbConverter(codec)
+    converter = RgbConverter(codec, "accurate")
     for frame in frames:
         policy = _policy(frame, chroma_siting(codec))
         # the CPU backend converts odd sizes with the policy itself: exactly equal
@@ -230,11 +230,13 @@ def test_odd_size_through_read_video(tmp_path: Any) -> None:
 
     path = tmp_path / "odd.mkv"
     path.write_bytes(_encode("libvpx-vp9", "yuv420p", 321, 241, frames=3))
-    video, _, _ = gpuvio.read_video(str(path), pts_unit="sec")
+    video, _, _ = gpuvio.read_video(str(path), pts_unit="sec", color="accurate")
+    default, _, _ = gpuvio.read_video(str(path), pts_unit="sec")
     codec, frames = _decoded(path.read_bytes(), 3)
-    assert video.shape == (3, 241, 321, 3)
-    for got, frame in zip(video, frames):
+    assert video.shape == default.shape == (3, 241, 321, 3)
+    for got, tv, frame in zip(video, default, frames):
         np.testing.assert_array_equal(got.numpy(), _policy(frame, chroma_siting(codec)))
+        np.testing.assert_array_equal(tv.numpy(), frame.to_rgb().to_ndarray())
 
 
 def test_signalled_chroma_location_is_a_known_gap() -> None:

@@ -4,8 +4,8 @@ The reference is torchvision 0.8's PyAV algorithm, re-implemented below with PyA
 itself no longer ships it): seek a little before the start, a dict of decoded frames by pts,
 the inclusive range, the frame before ``start_pts`` when none starts exactly there, decoding up
 to five frames past the end unless a DivX build string says the B-frames are not packed, and
-'sec' converted with floor/ceil. Its frames are converted with the documented colour policy
-(swscale's accurate path, what the CPU backend runs); gpuvio must return exactly those pixels.
+'sec' converted with floor/ceil. Its frames are converted as torchvision 0.8 converted them
+(``frame.to_rgb().to_ndarray()``), gpuvio's default: gpuvio must return exactly those pixels.
 Audio follows torchvision's ``_align_audio_frames``, with the later fix that converts 'sec'
 bounds to audio units before aligning; samples are float32 in [-1, 1] whatever the decoder's
 sample format (torchvision passed int16 through).
@@ -97,8 +97,13 @@ def tv_align_audio_frames(aframes: np.ndarray, audio_frames: list[Any], ref_star
     return aframes[:, s_idx:e_idx]
 
 
-def policy_rgb(frame: Any) -> np.ndarray:
-    """The documented colour policy on the CPU: swscale's accurate bilinear path, full-range RGB."""
+def tv_rgb(frame: Any) -> np.ndarray:
+    """torchvision 0.8's conversion, gpuvio's default: ``frame.to_rgb().to_ndarray()``, ``[H, W, 3]``."""
+    return frame.to_rgb().to_ndarray()
+
+
+def accurate_rgb(frame: Any) -> np.ndarray:
+    """The ``color="accurate"`` policy on the CPU: swscale's accurate bilinear path, full-range RGB."""
     from av.video.reformatter import Interpolation
 
     flags = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
@@ -172,9 +177,9 @@ def check_against_reference(path: Path, start: Any, end: Any, unit: str, *, ever
     else:
         assert video.shape == (len(expected), expected[0].height, expected[0].width, 3)
         for i in range(0, len(expected), every):
-            np.testing.assert_array_equal(video[i].numpy(), policy_rgb(expected[i]), err_msg=f"frame {i}")
+            np.testing.assert_array_equal(video[i].numpy(), tv_rgb(expected[i]), err_msg=f"frame {i}")
         if every > 1:
-            np.testing.assert_array_equal(video[-1].numpy(), policy_rgb(expected[-1]))
+            np.testing.assert_array_equal(video[-1].numpy(), tv_rgb(expected[-1]))
     assert aframes.dtype == torch.float32 and aframes.dim() == 2
     if audio is None:
         assert aframes.shape == (1, 0)
@@ -352,12 +357,8 @@ def test_resolution_change_is_scaled_to_the_first_size(tmp_path: Path) -> None:
     # the second sequence's first pts repeat the first one's last: one frame per pts, the later wins
     video, _, _ = gpuvio.read_video(str(path), pts_unit="sec")
     assert video.shape == (len(expected), 96, 160, 3)
-    from av.video.reformatter import Interpolation
-
-    flags = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
     for got, frame in zip(video, expected):
-        scaled = frame.reformat(width=160, height=96, format="rgb24", interpolation=flags,
-                                dst_color_range="JPEG").to_ndarray()
+        scaled = frame.reformat(width=160, height=96, format="rgb24").to_ndarray()  # to_rgb, scaled
         np.testing.assert_array_equal(got.numpy(), scaled)
 
 
@@ -385,7 +386,7 @@ def test_raw_elementary_streams(tmp_path: Path, fmt: str, codec: str) -> None:
     video, _, info = gpuvio.read_video(str(path), pts_unit="sec")
     assert video.shape == (10, 48, 64, 3) and info == {"video_fps": 25.0}
     for got, frame in zip(video, decoded):
-        np.testing.assert_array_equal(got.numpy(), policy_rgb(frame))
+        np.testing.assert_array_equal(got.numpy(), tv_rgb(frame))
     part, _, _ = gpuvio.read_video(str(path), 0.1, 0.2, pts_unit="sec")
     assert torch.equal(part, video[2:6])  # frames at 0.08 (before 0.1), 0.12, 0.16, 0.20
     pts, fps = gpuvio.read_video_timestamps(str(path), pts_unit="sec")

@@ -26,8 +26,13 @@ av = pytest.importorskip("av")
 import gpuvio
 
 
-def policy_rgb(frame: Any) -> np.ndarray:
-    """The documented colour policy (swscale's accurate bilinear path), ``[H, W, 3]``."""
+def tv_rgb(frame: Any) -> np.ndarray:
+    """torchvision 0.8's conversion, gpuvio's default: ``frame.to_rgb().to_ndarray()``, ``[H, W, 3]``."""
+    return frame.to_rgb().to_ndarray()
+
+
+def accurate_rgb(frame: Any) -> np.ndarray:
+    """The ``color="accurate"`` policy on the CPU: swscale's accurate bilinear path, full-range RGB."""
     from av.video.reformatter import Interpolation
 
     flags = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
@@ -53,7 +58,7 @@ class Decoded:
         return i if i < len(self.seconds) else None
 
     def rgb(self, i: int) -> np.ndarray:
-        return policy_rgb(self.frames[i]).transpose(2, 0, 1)
+        return tv_rgb(self.frames[i]).transpose(2, 0, 1)
 
 
 SEEK_FILES = [
@@ -296,17 +301,19 @@ def test_get_frames_played_at(generated: dict[str, Path]) -> None:
 
 
 def test_torchcodec_reference_frames() -> None:
-    # nasa_13013.mp4.stream3.frame*.pt are PyAV rgb24 frames (swscale's default: nearest chroma,
-    # fast rounding); gpuvio's policy interpolates chroma bilinearly. Measured here: mean abs
-    # difference 0.93 (frame 0) and 1.52 (frame 180), 99th percentile 7 and 11, max 69 at
-    # chroma edges. So: mean < 2, 99th percentile <= 12, and the right frame (closer to the
-    # reference than its neighbours are).
+    # nasa_13013.mp4.stream3.frame*.pt are PyAV rgb24 frames (swscale's default conversion):
+    # gpuvio's default pixels, so they must be equal. The "accurate" policy interpolates chroma
+    # bilinearly: measured here, mean abs difference 0.93 (frame 0) and 1.52 (frame 180), 99th
+    # percentile 7 and 11, max 69 at chroma edges; it must still pick the right frame (closer to
+    # the reference than its neighbours are).
     path = media_path("torchcodec", "nasa_13013.mp4")
     reader = gpuvio.VideoReader(str(path), "video:1")
     candidates = reader.get_frames_at([0, 1, 179, 180, 181])
+    accurate = gpuvio.VideoReader(str(path), "video:1", color="accurate").get_frames_at([0, 1, 179, 180, 181])
     for name, position in (("stream3.frame000000", 0), ("stream3.frame000180", 3), ("time6.000000", 3)):
         reference = torch.load(media_path("torchcodec", f"nasa_13013.mp4.{name}.pt")).permute(2, 0, 1)
-        diffs = [(c.int() - reference.int()).abs().float() for c in candidates]
+        assert torch.equal(candidates[position], reference)
+        diffs = [(c.int() - reference.int()).abs().float() for c in accurate]
         diff = diffs[position]
         assert float(diff.mean()) < 2.0
         assert float(torch.quantile(diff.flatten()[::7], 0.99)) <= 12

@@ -139,7 +139,7 @@ class NvdecBackend(Backend):
 
     # ----------------------------------------------------------------------------- read_video
     def _gpu_frames(self, source: Any, start_pts: Any, end_pts: Any, pts_unit: str, device: torch.device,
-                    consumer: Any, *, audio: bool) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+                    consumer: Any, *, audio: bool, color: str) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
         """Video frames decoded by NVDEC (and audio by the CPU code); NvdecUnsupported otherwise."""
         import av
 
@@ -160,7 +160,7 @@ class NvdecBackend(Backend):
                 session = self.acquire(plan, device)
                 try:
                     with StreamScope(session, consumer) as scope:
-                        converter = SurfaceConverter(plan, session.device)
+                        converter = SurfaceConverter(plan, session.device, color=color)
                         video = read_range(container, vstream, session, plan, scope, start, end,
                                            converter=converter)
                 except NvdecUnsupported:
@@ -180,17 +180,18 @@ class NvdecBackend(Backend):
         return video, aframes, info
 
     def _read(self, source: Any, start_pts: Any, end_pts: Any, pts_unit: str, device: torch.device,
-              consumer: Any = None, *, audio: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+              consumer: Any = None, *, audio: bool = True, color: str = "torchvision"
+              ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
         device = self._device(device)
         try:
             video, aframes, info = self._gpu_frames(source, start_pts, end_pts, pts_unit, device, consumer,
-                                                    audio=audio)
+                                                    audio=audio, color=color)
         except NvdecUnsupported as exc:
             reason = str(exc)
             if not isinstance(exc, _NoVideo):
                 _warn_fallback(source, reason)
             video, aframes, info = self._cpu.read_video(source, start_pts=start_pts, end_pts=end_pts,
-                                                        pts_unit=pts_unit, device=device)
+                                                        pts_unit=pts_unit, device=device, color=color)
             info["backend"] = "cpu"
             info["fallback_reason"] = reason
             return video, aframes, info
@@ -199,16 +200,17 @@ class NvdecBackend(Backend):
         return video, aframes, info
 
     def read_video(self, source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str,
-                   device: torch.device, output_format: str = "THWC"
+                   device: torch.device, output_format: str = "THWC", color: str = "torchvision"
                    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        video, aframes, info = self._read(source, start_pts, end_pts, pts_unit, device)
+        video, aframes, info = self._read(source, start_pts, end_pts, pts_unit, device, color=color)
         assert aframes is not None
         if output_format == "TCHW":
             video = video.permute(0, 3, 1, 2)
         return video, aframes, info
 
     def read_videos(self, sources: Sequence[Any], *, start_pts: Any, end_pts: Any, pts_unit: str,
-                    device: torch.device, max_workers: int | None = None) -> list[torch.Tensor]:
+                    device: torch.device, max_workers: int | None = None, color: str = "torchvision"
+                    ) -> list[torch.Tensor]:
         """Video frames of several files, decoded concurrently (``Tensor[T, H, W, 3]`` each, in order).
 
         By default two worker threads per NVDEC engine keep every engine busy (one decode session
@@ -221,7 +223,7 @@ class NvdecBackend(Backend):
         consumer = torch.cuda.current_stream(device) if device.type == "cuda" else None
 
         def one(source: Any) -> torch.Tensor:
-            return self._read(source, start_pts, end_pts, pts_unit, device, consumer, audio=False)[0]
+            return self._read(source, start_pts, end_pts, pts_unit, device, consumer, audio=False, color=color)[0]
 
         if workers <= 1:
             return [one(s) for s in sources]
@@ -243,9 +245,9 @@ class NvdecBackend(Backend):
         self._cpu.write_video(path, video.cpu(), fps, **options)
 
     def open_video(self, source: Any, *, stream: tuple[str, int], num_threads: int,
-                   device: torch.device) -> NvdecVideoSource:
+                   device: torch.device, color: str = "torchvision") -> NvdecVideoSource:
         return NvdecVideoSource(source, stream=stream, num_threads=num_threads,
-                                device=self._device(device), backend=self)
+                                device=self._device(device), backend=self, color=color)
 
 
 def _read_audio(container: Any, start_pts: Any, end_pts: Any, pts_unit: str, info: dict[str, Any]) -> torch.Tensor:
@@ -275,7 +277,7 @@ class NvdecVideoSource(PyAVVideoSource):
     """
 
     def __init__(self, source: Any, *, stream: tuple[str, int], num_threads: int, device: torch.device,
-                 backend: NvdecBackend) -> None:
+                 backend: NvdecBackend, color: str = "torchvision") -> None:
         self._backend = backend
         self._gpu_device = device
         self._plan: StreamPlan | None = None
@@ -284,7 +286,7 @@ class NvdecVideoSource(PyAVVideoSource):
         self._ready: deque[tuple[torch.Tensor, float]] = deque()
         self._position: tuple[str, float, bool] = ("seek", 0.0, True)
         self.fallback_reason: str | None = None
-        super().__init__(source, stream=stream, num_threads=num_threads, device=device)
+        super().__init__(source, stream=stream, num_threads=num_threads, device=device, color=color)  # type: ignore[arg-type]
 
     @property  # type: ignore[override]
     def backend_name(self) -> str:
@@ -330,7 +332,7 @@ class NvdecVideoSource(PyAVVideoSource):
             plan = plan_stream(self._stream)
             self._session = self._backend.acquire(plan, self._gpu_device)
             self._plan = plan
-            self._converter_gpu = SurfaceConverter(plan, self._session.device)
+            self._converter_gpu = SurfaceConverter(plan, self._session.device, color=self._color)
             self._position = ("seek", 0.0, True)
             self._restart()
         except NvdecUnsupported as exc:
@@ -471,7 +473,7 @@ class NvdecVideoSource(PyAVVideoSource):
             containers.append(open_container(self._source))  # inside: a failure must release the session
             with StreamScope(session) as scope:
                 out = scope.alloc((len(wanted), 3, plan.height, plan.width))
-                converter = SurfaceConverter(plan, session.device)
+                converter = SurfaceConverter(plan, session.device, color=self._color)
                 decode_pts(containers[0], containers[0].streams[self._stream.index], session, wanted,
                            keyframes, [o.permute(1, 2, 0) for o in out], converter=converter, reopen=reopen)
         except BaseException:
