@@ -4,8 +4,9 @@ This is the reference behaviour every image backend reproduces:
 
 * Output is ``Tensor[C, H, W]``: uint8, or uint16 for 16-bit PNGs. Like torchvision's, it is a
   channels-first *view* of channels-last memory. Unlike torchvision's, a 2- or 3-channel result
-  from Pillow views its 4-byte pixels (stride ``(1, 4 * W, 4)``): no packing copy is made.
-  ``.contiguous()`` gives packed memory when that matters.
+  from Pillow views its 4-byte pixels (stride ``(1, 4 * W, 4)``) for JPEG and PNG: no packing
+  copy is made. ``.contiguous()`` gives packed memory when that matters. GIF, WebP, AVIF and
+  HEIC results are packed channels-last, as torchvision's tests require of those decoders.
 * Speed: PNGs whose result is the file's own channels (no palette, no tRNS, no channel
   conversion), and every 16-bit PNG, go through FFmpeg's PNG decoder: 1.5x Pillow's speed, the
   GIL released. Pillow decodes the other PNGs and JPEGs straight into tensor memory. When the optional
@@ -614,13 +615,22 @@ def _orientation(im: Any) -> int:
     return value if isinstance(value, int) else 1
 
 
-def decode(data: memoryview, fmt: str, mode: ImageReadMode, apply_exif_orientation: bool) -> torch.Tensor:
-    """Decode one encoded image of a known format.
+# formats whose result is packed (torchvision's channels-last memory, which its tests check); for
+# JPEG and PNG the zero-copy view of Pillow's 4-byte pixels is kept (see the module docstring)
+_PACKED_FORMATS = frozenset({"gif", "webp", "avif", "heic"})
 
-    Returns:
-        ``Tensor[C, H, W]`` uint8 (uint16 for 16-bit PNG and 10/12-bit AVIF and HEIC), or
-        ``Tensor[N, C, H, W]`` for an animated GIF.
-    """
+
+def _packed(image: torch.Tensor) -> torch.Tensor:
+    """``image`` (``[C, H, W]`` or ``[N, C, H, W]``) in packed channels-last memory, copied only if needed."""
+    batch = image if image.dim() == 4 else image[None]
+    if batch.is_contiguous(memory_format=torch.channels_last):
+        return image
+    packed = batch.contiguous(memory_format=torch.channels_last)
+    return packed if image.dim() == 4 else packed[0]
+
+
+def _decode(data: memoryview, fmt: str, mode: ImageReadMode, apply_exif_orientation: bool) -> torch.Tensor:
+    """:func:`decode` before its packing step."""
     if fmt == "png":
         bit_depth, colour_type, transparency = _check_png(data)
         if _ffmpeg_decodes_png(bit_depth, colour_type, transparency, mode):
@@ -666,6 +676,18 @@ def decode(data: memoryview, fmt: str, mode: ImageReadMode, apply_exif_orientati
     finally:
         im.close()
     return apply_orientation(image, orientation) if orientation != 1 else image
+
+
+def decode(data: memoryview, fmt: str, mode: ImageReadMode, apply_exif_orientation: bool) -> torch.Tensor:
+    """Decode one encoded image of a known format.
+
+    Returns:
+        ``Tensor[C, H, W]`` uint8 (uint16 for 16-bit PNG and 10/12-bit AVIF and HEIC), or
+        ``Tensor[N, C, H, W]`` for an animated GIF. GIF, WebP, AVIF and HEIC results are packed
+        channels-last memory, like torchvision's.
+    """
+    image = _decode(data, fmt, mode, apply_exif_orientation)
+    return _packed(image) if fmt in _PACKED_FORMATS else image
 
 
 def _decode_gif(im: Any, mode: ImageReadMode, data: memoryview) -> torch.Tensor:

@@ -55,21 +55,42 @@ def _format_error(data: memoryview, allowed: tuple[ImageFormat, ...]) -> GpuvioE
             return DecodeError("Content is too small for png!")
         return UnsupportedFormatError("Content is not png!")
     if len(allowed) == 1:
-        return UnsupportedFormatError(
-            f"Unsupported image file: not {allowed[0].upper()} data (it starts with {bytes(data[:8])!r}).")
+        # the first words are the ones torchvision's decoder libraries say for data not theirs
+        fmt, start = allowed[0], bytes(data[:8])
+        is_bmff = bytes(data[4:8]) == b"ftyp"
+        prefix = {
+            "gif": "DGifOpenFileName() failed - 103",
+            "webp": "WebPGetFeatures failed.",
+            "avif": "avifDecoderParse failed: " + ("not an AVIF brand" if is_bmff else "BMFF parsing failed"),
+            "heic": "decode_heif failed: " + ("not a HEIC brand" if is_bmff else "Invalid input: No 'ftyp' box"),
+        }.get(fmt, "Unsupported image file")
+        return UnsupportedFormatError(f"{prefix} (not {fmt.upper()} data: it starts with {start!r})")
     names = ", ".join(allowed[:-1]) + f" and {allowed[-1]}"
     return UnsupportedFormatError(
         f"Unsupported image file. Only {names} are currently supported "
         f"(the data starts with {bytes(data[:8])!r}).")
 
 
-def _check_gif_webp_tensor(source: Any) -> None:
-    """torchvision's own wording for bad tensors given to decode_gif / decode_webp / decode_avif / decode_heic."""
-    if isinstance(source, torch.Tensor):
-        if source.dtype != torch.uint8:
-            raise InvalidInputTypeError(f"Input tensor must have uint8 data type, got {source.dtype}")
-        if source.dim() != 1:
-            raise InvalidArgumentError(f"Input tensor must be 1-dimensional, got shape {tuple(source.shape)}")
+def _check_encoded_tensor(source: Any) -> None:
+    """torchvision's checks of a tensor given to a one-format decoder (decode_jpeg, decode_png, ...).
+
+    In torchvision's order (its C++ ``validate_encoded_data``, 0.21+): contiguity, dtype, shape,
+    each message starting with torchvision's own words. The shape and dtype messages also carry
+    the wording of torchvision before 0.21 ("Expected a non empty 1-dimensional tensor",
+    "Expected a torch.uint8 tensor"), so that code matching either version's message matches.
+    ``decode_image`` keeps its own (older) torchvision wording, and accepts non-contiguous input.
+    """
+    if not isinstance(source, torch.Tensor):
+        return
+    if not source.is_contiguous():
+        raise InvalidArgumentError("Input tensor must be contiguous.")
+    if source.dtype != torch.uint8:
+        raise InvalidInputTypeError(
+            f"Input tensor must have uint8 data type, got {source.dtype} (Expected a torch.uint8 tensor)")
+    if source.dim() != 1 or source.numel() == 0:
+        raise InvalidArgumentError(
+            f"Input tensor must be 1-dimensional and non-empty, got {source.dim()} dims and "
+            f"{source.numel()} numels, shape {tuple(source.shape)} (Expected a non empty 1-dimensional tensor)")
 
 
 def _prepare(source: Any, allowed: tuple[ImageFormat, ...]) -> tuple[memoryview, str] | GpuvioError:
@@ -80,8 +101,8 @@ def _prepare(source: Any, allowed: tuple[ImageFormat, ...]) -> tuple[memoryview,
             if data.nbytes == 0:
                 return DecodeError(f"the file {os.fspath(source)!r} is empty")
         else:
-            if len(allowed) == 1 and allowed[0] not in ("jpeg", "png"):
-                _check_gif_webp_tensor(source)
+            if len(allowed) == 1:
+                _check_encoded_tensor(source)
             data = encoded_view(source, what="input")
     except GpuvioError as exc:  # per image, so that a batch can name or skip it
         return exc
@@ -191,6 +212,9 @@ def decode_jpeg(input: Any, mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
 
     Raises:
         ValueError: ``input`` is an empty list ("Input list must contain at least one element").
+        RuntimeError: a tensor that is not contiguous, uint8, 1-D and non-empty (torchvision
+            0.21's messages, e.g. "Input tensor must be 1-dimensional and non-empty, ..."; the same
+            for the other one-format decoders).
     """
     return _decode(input, mode, apply_exif_orientation, device, backend, on_error, ("jpeg",))
 
