@@ -6,6 +6,12 @@ inclusive range ``[start, end]``, decode up to five frames past the end when buf
 no frame has exactly the start pts add the last frame before it. 'sec' times convert to stream
 units with floor (start) and ceil (end), in torchvision's arithmetic.
 
+Unlike torchvision, a range always gives what a full decode filtered by those rules gives: a
+seek that lands after the start (MPEG-TS, AVI without an index, B-frames seeked by dts), delivers
+nothing or fails is retried further back, then replaced by a decode from the start of the stream
+(logged at DEBUG level on the ``gpuvio`` logger); MPEG-PS, whose timestamps are wrong for a
+while after a seek, is always decoded from the start.
+
 What differs is the engineering: only kept frames are converted, on worker threads while the
 decoder goes on, each straight into its slot of the output tensor (no per-frame arrays, no
 ``stack``); audio is always ``float32 [K, L]``; and frames whose size changes mid-stream are
@@ -14,6 +20,7 @@ scaled to the size of the first frame kept instead of failing.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import warnings
@@ -30,6 +37,7 @@ from gpuvio._errors import InvalidArgumentError
 from gpuvio._source import atomic_output
 
 from ._frames import (
+    ColorPolicy,
     FrameStack,
     Layout,
     RgbConverter,
@@ -43,8 +51,10 @@ from ._frames import (
 # Selection, capacity_hint, read_audio_stream, empty_audio and MAX_BUFFER are shared with the
 # NVDEC backend, which reuses this module's frame selection rather than re-implementing it.
 __all__ = ["MAX_BUFFER", "PtsFiller", "Selection", "capacity_hint", "empty_audio", "read_audio_stream",
-           "read_video", "read_video_timestamps", "should_buffer", "stream_index", "to_stream_units",
-           "video_pts", "write_video"]
+           "read_video", "read_video_timestamps", "rewind", "seek_to_range", "seek_unreliable", "should_buffer",
+           "stream_index", "to_stream_units", "video_pts", "write_video"]
+
+_log = logging.getLogger("gpuvio")
 
 # torchvision decodes up to this many frames past the end, and seeks this many units earlier,
 # when packed B-frames may deliver pts out of order
@@ -157,38 +167,178 @@ class PtsFiller:
         return frame
 
 
-def _decode_range(container: Any, stream: Any, selection: Selection,
-                  reopen: Callable[[], Any] | None = None) -> bool:
-    """Seek like torchvision and feed decoded frames to ``selection``. False if the seek failed.
+# how far back (seconds) a seek that landed after the start of a range is retried before the
+# range is decoded from the start of the stream (the values of the reader's _SEEK_BACKOFF)
+SEEK_BACKOFF = (1.0, 4.0, 16.0)
 
-    A stream that cannot seek (a raw elementary stream) is read from its start instead, from
-    ``reopen()`` (a fresh container): slower, same frames. torchvision gave up there and
-    returned nothing.
+# audio is decoded from this long (seconds) before the start of a range: each frame overlaps the
+# one before, so the first frame decoded after a seek is wrong (all of it, for AAC)
+AUDIO_PREROLL = 0.1
+
+# demuxers whose timestamps cannot be trusted after a seek: MPEG-PS re-derives them from wherever
+# the seek landed, and the first frames come out with pts that a full decode never gives them
+_SEEK_UNRELIABLE_FORMATS = frozenset({"mpeg"})
+
+
+def seek_unreliable(container: Any) -> bool:
+    """Whether frames decoded after a seek in ``container`` may carry wrong timestamps."""
+    fmt = getattr(container, "format", None)
+    return getattr(fmt, "name", None) in _SEEK_UNRELIABLE_FORMATS
+
+
+def seek_offset(start: Any, buffer: bool) -> Any:
+    """Where torchvision seeks to read from ``start``: one unit earlier, five more when buffering."""
+    offset = max(start - 1, 0)
+    if buffer:
+        offset = max(offset - MAX_BUFFER, 0)
+    return offset
+
+
+def seek_to_range(container: Any, stream: Any, start: Any, buffer: bool, open_frames: Callable[[], Any],
+                  *, before_seek: Callable[[], None] | None = None) -> Any | None:
+    """Decoded frames from a seek that covers a range starting at ``start``, or None.
+
+    Seeks where torchvision does (audio: ``AUDIO_PREROLL`` earlier), then checks the first
+    decoded frame: it must be at or before that point (so that every frame from ``start`` on,
+    and the last one before it, are decoded), or be the stream's first frame. A seek that lands
+    after it (MPEG-TS, AVI without an index, B-frames seeked by dts), or delivers nothing, is
+    retried further back (``SEEK_BACKOFF``); an error, running out of retries, or a container
+    whose timestamps cannot be trusted after a seek (:func:`seek_unreliable`) gives None: decode
+    from the start of the stream instead. ``open_frames()`` gives the decoded frames (objects
+    with ``pts``) from the current position; ``before_seek()`` runs before each retry (e.g. to
+    reset the decoder the last try fed). The frames returned include the first one, already taken.
     """
     import av
 
-    seek_offset = max(selection.start - 1, 0)
-    if selection._buffer:
-        seek_offset = max(seek_offset - MAX_BUFFER, 0)
-    opened = None
+    first_pts = stream.start_time  # the stream's first frame: nothing can come before it
+    floor = first_pts if first_pts is not None else 0
+    preroll = _preroll(stream)
+    need = start - preroll  # the first frame decoded must be at or before this
+    offset = seek_offset(start, buffer) - preroll
+    if offset > floor and seek_unreliable(container):
+        return None
+    for backoff in (0.0, *SEEK_BACKOFF):
+        if backoff:
+            offset = seek_offset(start, buffer) - preroll - int(backoff / stream.time_base)
+            if offset <= floor:
+                return None  # as far back as the start: decode from there
+            if before_seek is not None:
+                before_seek()
+        try:
+            container.seek(int(math.floor(offset)), any_frame=False, backward=True, stream=stream)
+        except av.FFmpegError:
+            return None
+        frames = iter(open_frames())
+        try:
+            first = next(frames)
+        except (StopIteration, av.FFmpegError):
+            _close(frames)
+            continue  # nothing there (some demuxers seek to the end): go further back
+        pts = first.pts
+        if pts is not None and (pts <= need or (first_pts is not None and pts <= first_pts)):
+            return _prepend(first, frames)
+        _close(frames)
+    return None
+
+
+def rewind(container: Any, stream: Any, open_frames: Callable[[], Any],
+           *, before_seek: Callable[[], None] | None = None) -> Any | None:
+    """Decoded frames from the very start of ``stream``, on a container already read; or None.
+
+    For when no fresh container can be had: seeks to the start (further back while the first
+    frame is not the stream's first, since MPEG-TS lands after its target) and checks it; None
+    when the container cannot seek or never gets back there. Arguments as :func:`seek_to_range`.
+    """
+    import av
+
+    first_pts = stream.start_time
+    target = min(first_pts if first_pts is not None else 0, 0)
+    for i, backoff in enumerate((0.0, *SEEK_BACKOFF)):
+        if i and before_seek is not None:
+            before_seek()
+        try:
+            container.seek(target - int(backoff / stream.time_base), any_frame=False, backward=True, stream=stream)
+        except av.FFmpegError:
+            return None
+        frames = iter(open_frames())
+        try:
+            first = next(frames)
+        except (StopIteration, av.FFmpegError):
+            _close(frames)
+            continue
+        if first_pts is None or (first.pts is not None and first.pts <= first_pts):
+            return _prepend(first, frames)
+        _close(frames)
+    return None
+
+
+def _preroll(stream: Any) -> int:
+    """How far before the start (stream units) decoding must begin for exact samples: audio
+    frames overlap (AAC, MP3, Opus), so the first one after a seek comes out wrong."""
+    if stream.type != "audio" or not stream.time_base:
+        return 0
+    return int(AUDIO_PREROLL / stream.time_base)
+
+
+def _prepend(first: Any, frames: Any) -> Any:
+    yield first
     try:
-        container.seek(int(math.floor(seek_offset)), any_frame=False, backward=True, stream=stream)
-    except av.FFmpegError:
-        if reopen is None:
-            return False
-        container = opened = reopen()
-        stream = container.streams[stream.index]
-        stream.thread_type = DECODER_THREAD_TYPE
-    from_start = opened is not None or seek_offset <= 0
+        yield from frames
+    finally:
+        _close(frames)
+
+
+def _close(frames: Any) -> None:
+    close = getattr(frames, "close", None)
+    if close is not None:
+        close()
+
+
+def _decode_range(container: Any, stream: Any, selection: Selection,
+                  reopen: Callable[[], Any] | None = None, *, fresh: bool = False) -> bool:
+    """Decode the frames ``selection`` needs and feed them to it. False if nothing could be read.
+
+    Seeks like torchvision (:func:`seek_to_range`), but where the seek does not reach back to
+    the range's start (or cannot be trusted, or fails: a raw elementary stream cannot seek), the
+    stream is decoded from its start instead: from ``container`` itself when ``fresh`` (opened
+    and not read yet), else from ``reopen()`` (a fresh container; a seek to the start may lose
+    what an edit list discards), else from :func:`rewind`. Slower, the same frames as a full
+    decode: torchvision returned nothing or too few frames there.
+    """
+    import av
+
+    start = selection.start
+    frames = None
+    opened = None
+    from_start = fresh and seek_offset(start, selection._buffer) - _preroll(stream) <= (stream.start_time or 0)
+    if from_start:
+        frames = container.decode(stream)  # a seek would land at the start anyway
+    else:
+        frames = seek_to_range(container, stream, start, selection._buffer, lambda: container.decode(stream))
+    if frames is None:
+        _log.debug("read_video: the seek for start %s in %s stream %d (%s) did not reach back to it; "
+                   "decoding from the start", start, stream.type, stream.index, container.format.name)
+        from_start = True
+        if reopen is not None:
+            container = opened = reopen()
+            stream = container.streams[stream.index]
+            if stream.type == "video":
+                stream.thread_type = DECODER_THREAD_TYPE
+            frames = container.decode(stream)
+        else:
+            frames = rewind(container, stream, lambda: container.decode(stream))
+            if frames is None:
+                return False
     fill = PtsFiller(stream) if from_start else (lambda frame: frame)
     try:
-        for frame in container.decode(stream):
+        for frame in frames:
             if not selection.feed(fill(frame)):
                 break
     except av.FFmpegError as exc:
         # torchvision keeps what it decoded before the error, silently; we say so
         warnings.warn(f"decoding stopped early at a corrupt packet: {exc}", RuntimeWarning, stacklevel=4)
     finally:
+        _close(frames)
         if opened is not None:
             opened.close()
     return True
@@ -282,10 +432,11 @@ class _Conversions:
 
 
 def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout: Layout,
-                       reopen: Callable[[], Any] | None = None) -> torch.Tensor:
+                       reopen: Callable[[], Any] | None = None, *, fresh: bool = False,
+                       color: ColorPolicy = "torchvision") -> torch.Tensor:
     """The selected frames of ``stream`` as ``Tensor[T, H, W, 3]`` (or ``[T, 3, H, W]``) uint8,
     converted as they come."""
-    conversions = _Conversions(converter_for(stream.codec_context.name), layout)
+    conversions = _Conversions(converter_for(stream.codec_context.name, color), layout)
     reserve_front = start > 0  # slot 0 waits for the frame before start, if it turns out needed
     capacity = capacity_hint(stream, start, end) + int(reserve_front)
     slots: dict[int, int] = {}
@@ -298,7 +449,7 @@ def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout
 
     selection = Selection(start, end, should_buffer(stream), keep)
     try:
-        if not _decode_range(container, stream, selection, reopen):
+        if not _decode_range(container, stream, selection, reopen, fresh=fresh):
             return _empty_video(layout)
         if selection.needs_before():
             pts, frame = selection.before  # type: ignore[misc]
@@ -319,11 +470,16 @@ def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout
     return stack.result(0, 0, order=order)
 
 
-def read_audio_stream(container: Any, stream: Any, start: Any, end: Any) -> np.ndarray | None:
-    """``ndarray[K, L] float32`` of the selected audio frames, aligned like torchvision, or None."""
+def read_audio_stream(container: Any, stream: Any, start: Any, end: Any,
+                      reopen: Callable[[], Any] | None = None, *, fresh: bool = False) -> np.ndarray | None:
+    """``ndarray[K, L] float32`` of the selected audio frames, aligned like torchvision, or None.
+
+    ``reopen()`` gives a fresh container, for when the seek does not reach back to ``start``;
+    without it the container is seeked back to the start of the stream instead.
+    """
     frames: dict[int, Any] = {}
     selection = Selection(start, end, should_buffer(stream), frames.__setitem__)
-    if not _decode_range(container, stream, selection):
+    if not _decode_range(container, stream, selection, reopen, fresh=fresh):
         return None
     order = sorted(frames)
     items = [frames[p] for p in order]
@@ -349,8 +505,8 @@ def _align_audio(aframes: np.ndarray, first_pts: int, last_pts: int, start: Any,
     return aframes[:, s_idx:e_idx]
 
 
-def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str, layout: Layout = "HWC"
-               ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str, layout: Layout = "HWC",
+               color: ColorPolicy = "torchvision") -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """See :func:`gpuvio.read_video`; ``end_pts`` is ``inf`` for 'to the end'.
 
     ``layout="CHW"`` gives ``Tensor[T, 3, H, W]``, contiguous, written that way directly: it
@@ -367,7 +523,12 @@ def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str, layout:
         warnings.warn(f"Failed to open container for {_name(source)}; Caught error: {exc}",
                       RuntimeWarning, stacklevel=3)
         return video, empty_audio(), info
+
+    def reopen() -> Any:
+        return open_container(source)
+
     with container:
+        video_read = False
         if container.streams.video and container.streams.video[0].codec_context is None:
             warnings.warn(f"no decoder for the video stream of {_name(source)}; returning no frames",
                           RuntimeWarning, stacklevel=3)
@@ -378,8 +539,8 @@ def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str, layout:
             if pts_unit == "sec":
                 start = to_stream_units(start_pts, vstream, ceil=False)
                 end = to_stream_units(end_pts, vstream, ceil=True)
-            video = _read_video_stream(container, vstream, start, end, layout,
-                                       reopen=lambda: open_container(source))
+            video = _read_video_stream(container, vstream, start, end, layout, reopen, fresh=True, color=color)
+            video_read = True
             if vstream.average_rate is not None:
                 info["video_fps"] = float(vstream.average_rate)
         if container.streams.audio and container.streams.audio[0].codec_context is not None:
@@ -388,7 +549,7 @@ def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str, layout:
             if pts_unit == "sec":
                 start = to_stream_units(start_pts, astream, ceil=False)
                 end = to_stream_units(end_pts, astream, ceil=True)
-            audio = read_audio_stream(container, astream, start, end)
+            audio = read_audio_stream(container, astream, start, end, reopen, fresh=not video_read)
             info["audio_fps"] = astream.rate
     aframes = torch.from_numpy(np.ascontiguousarray(audio)) if audio is not None else empty_audio()
     return video, aframes, info

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import math
+import logging
 import os
 import warnings
 from collections import OrderedDict, deque
@@ -37,7 +37,8 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 
 from cpu_fallback._frames import initial_capacity
-from cpu_fallback._video import MAX_BUFFER, Selection, should_buffer
+from cpu_fallback._video import Selection, seek_to_range, should_buffer
+from cpu_fallback._video import rewind as seek_back_to_start
 from cpu_fallback._video import capacity_hint as _cpu_capacity_hint
 from cpu_fallback._video_reader import frame_with_pts, seek_to_keyframe
 
@@ -58,6 +59,8 @@ __all__ = [
     "StreamPlan",
     "plan_stream",
 ]
+
+_log = logging.getLogger("gpuvio")
 
 Surface = torch.Tensor  # Tensor[H * 3 // 2, W]: uint8 NV12, or int16 holding P016's 16-bit samples
 Batch = list[tuple[int, Surface]]
@@ -508,9 +511,11 @@ class SurfaceConverter:
     Call :meth:`flush` before the destinations are read.
     """
 
-    def __init__(self, plan: StreamPlan, device: torch.device, *, allow_fused: bool = True) -> None:
+    def __init__(self, plan: StreamPlan, device: torch.device, *, allow_fused: bool = True,
+                 color: str = "torchvision") -> None:
         self.plan = plan
         self.device = device
+        self.color = color
         self._fused = None
         # GPUVIO_NVDEC_FUSED=0 forces the torch ops (to compare, or to rule the kernel out)
         if allow_fused and device.type == "cuda" and os.environ.get("GPUVIO_NVDEC_FUSED", "1") != "0":
@@ -687,26 +692,44 @@ class _Frame:
         self.surface = surface
 
 
+def _surface_frames(container: Any, stream: Any, session: Session) -> Iterator[_Frame]:
+    """The decoded frames from the current position, one at a time, in display order (a frame's
+    surface stays valid until the next one is asked for)."""
+    session.begin(stream)
+    batches = decoded_batches(session, _demux(container, stream))
+    try:
+        for batch in batches:
+            for pts, surface in batch:
+                yield _Frame(pts, surface)
+    finally:
+        batches.close()
+
+
 def read_range(container: Any, stream: Any, session: Session, plan: StreamPlan, scope: StreamScope,
                start: Any, end: Any, *, converter: SurfaceConverter) -> torch.Tensor:
     """The frames of ``stream`` in ``[start, end]`` (stream units), like the CPU ``read_video``.
 
-    The CPU backend's own ``Selection`` decides which frames are kept; this function seeks as
-    the CPU backend's ``_decode_range`` does and feeds it the decoded frames in display order.
+    The CPU backend's own ``Selection`` decides which frames are kept, and its own
+    ``seek_to_range`` positions the container: where the seek does not reach back to ``start``
+    (or cannot be trusted), the container is seeked back to the start of the stream (and that
+    checked) and decoded from there. A container that cannot go back raises
+    :class:`NvdecUnsupported` (the CPU backend then reads it from a fresh container).
 
     Returns ``Tensor[T, H, W, 3]`` uint8 on the session's device.
     """
     import av
 
     selection_buffer = should_buffer(stream)
-    seek_offset = max(start - 1, 0)
-    if selection_buffer:
-        seek_offset = max(seek_offset - MAX_BUFFER, 0)
-    try:
-        container.seek(int(math.floor(seek_offset)), any_frame=False, backward=True, stream=stream)
-    except av.FFmpegError:
-        return scope.alloc((0, 1, 1, 3))
-    session.begin(stream)
+    frames = seek_to_range(container, stream, start, selection_buffer,
+                           lambda: _surface_frames(container, stream, session), before_seek=session.reset)
+    if frames is None:
+        _log.debug("nvdec read_range: the seek for start %s in video stream %d (%s) did not reach back "
+                   "to it; decoding from the start", start, stream.index, container.format.name)
+        session.reset()
+        frames = seek_back_to_start(container, stream, lambda: _surface_frames(container, stream, session),
+                                    before_seek=session.reset)
+        if frames is None:
+            raise NvdecUnsupported("the container cannot seek back to the start of the stream")
     store = FrameStore(plan, scope.alloc, capacity=capacity_hint(stream, start, end))
     slots: dict[int, int] = {}
     before_copy: list[torch.Tensor] = []
@@ -721,27 +744,21 @@ def read_range(container: Any, stream: Any, session: Session, plan: StreamPlan, 
         converter.put(frame.surface, dest)
 
     selection = Selection(start, end, selection_buffer, keep)
-    batches = decoded_batches(session, _demux(container, stream))
     try:
-        for batch in batches:
-            go_on = True
-            for pts, surface in batch:
-                frame = _Frame(pts, surface)
-                go_on = selection.feed(frame)
-                if selection.before is not None and selection.before[1] is frame:
-                    # the surface is overwritten by the next decoder call: keep a copy
-                    if not before_copy:
-                        before_copy.append(torch.empty_like(surface))
-                    before_copy[0].copy_(surface)
-                    frame.surface = before_copy[0]
-                if not go_on:
-                    break
+        for frame in frames:
+            go_on = selection.feed(frame)
+            if selection.before is not None and selection.before[1] is frame:
+                # the surface is overwritten by the next decoder call: keep a copy
+                if not before_copy:
+                    before_copy.append(torch.empty_like(frame.surface))
+                before_copy[0].copy_(frame.surface)
+                frame.surface = before_copy[0]
             if not go_on:
                 break
     except av.FFmpegError as exc:
         warnings.warn(f"decoding stopped early at a corrupt packet: {exc}", RuntimeWarning, stacklevel=4)
     finally:
-        batches.close()
+        frames.close()
     if selection.needs_before():
         pts, frame = selection.before  # type: ignore[misc]
         slot, dest = store.new_slot()
