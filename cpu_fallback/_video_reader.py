@@ -377,8 +377,10 @@ class PyAVVideoSource:
                 return
             self._restart()
             return
-        target = int(math.floor(Fraction(time_s) / self._time_base))
         if keyframes_only:
+            # rounded to the nearest tick, as torchvision does: where a tick is a frame (AVI),
+            # 8.0 s must reach the keyframe at tick 240 even if 8.0 / time_base is 239.9999
+            target = round(Fraction(time_s) / self._time_base)
             import av
 
             self._fresh = False
@@ -390,6 +392,7 @@ class PyAVVideoSource:
             self._frames = _Frames(self._container, self._stream, self._reorder)
             self._skip_before = None
             return
+        target = int(math.floor(Fraction(time_s) / self._time_base))
         self._fresh = False
         frames = _seek_frames(self._container, self._stream, target, self._reorder)
         if frames is None:

@@ -14,6 +14,7 @@ __all__ = [
     "GpuvioError",
     "InvalidArgumentError",
     "InvalidInputTypeError",
+    "InvalidSourceError",
     "MediaFileNotFoundError",
     "ResourceLimitError",
     "UnsupportedFormatError",
@@ -38,6 +39,10 @@ class InvalidArgumentError(GpuvioError, ValueError, RuntimeError):
 
 class InvalidInputTypeError(GpuvioError, TypeError, RuntimeError):
     """An argument has the wrong type or dtype."""
+
+
+class InvalidSourceError(InvalidInputTypeError, ValueError):
+    """A media source of a type gpuvio cannot read; also a ``ValueError``, as torchvision raises."""
 
 
 class MediaFileNotFoundError(GpuvioError, FileNotFoundError, RuntimeError):

@@ -92,7 +92,7 @@ class ForkSafeLock:
         return self._current().__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        self._lock.__exit__(*exc)
+        self._lock.release()
 
 
 def _after_fork_in_child() -> None:

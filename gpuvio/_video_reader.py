@@ -12,7 +12,7 @@ import torch
 
 from . import _forksafe
 from ._dispatch import select_backend
-from ._errors import BackendUnavailableError, InvalidArgumentError, InvalidInputTypeError
+from ._errors import BackendUnavailableError, InvalidArgumentError, InvalidInputTypeError, InvalidSourceError
 from ._source import resolve_source
 from ._types import ColorPolicy, DeviceLike, Source, check_color
 
@@ -78,6 +78,12 @@ class VideoReader:
             src = path
         if src is None:
             raise InvalidArgumentError("VideoReader needs a source: a path, bytes or a uint8 tensor")
+        if isinstance(src, str) and not src:
+            raise InvalidArgumentError("src cannot be empty")  # torchvision's words
+        if not isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview, torch.Tensor)) \
+                and not hasattr(src, "read"):
+            # a TypeError and, as torchvision raises it, a ValueError
+            raise InvalidSourceError(f"src must be either string, Tensor or bytes object. Got {type(src)}")
         if hasattr(src, "read") and not isinstance(src, (str, os.PathLike)):
             raise InvalidInputTypeError(
                 f"VideoReader cannot read from a file object ({type(src).__name__}): it reopens its source "

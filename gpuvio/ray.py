@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from ._errors import InvalidArgumentError, InvalidInputTypeError
-from ._types import DeviceLike, ImageReadMode
+from ._types import ColorPolicy, DeviceLike, ImageReadMode, check_color
 
 __all__ = ["DecodeImages", "DecodeVideoClips"]
 
@@ -173,6 +173,7 @@ class DecodeVideoClips(_Decoder):
         start_column, end_column: default ``"start"`` and ``"end"``.
         output_column: default ``"clip"``.
         output_format: ``"TCHW"`` (default) or ``"THWC"``.
+        color: ``"torchvision"`` (default) or ``"accurate"``, as for :func:`gpuvio.read_video`.
         device, output, drop_input, backend: as for :class:`DecodeImages`.
 
     Returns (per batch): the input columns plus ``output_column``: ``[B, T, C, H, W]`` uint8 when
@@ -182,8 +183,9 @@ class DecodeVideoClips(_Decoder):
     def __init__(self, *, column: str = "bytes", start_column: str = "start", end_column: str = "end",
                  output_column: str = "clip", output_format: Literal["TCHW", "THWC"] = "TCHW",
                  device: DeviceLike = "auto", output: Output = "numpy", drop_input: bool = True,
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, color: ColorPolicy = "torchvision") -> None:
         super().__init__(device=device, output=output, backend=backend)
+        self.color = check_color(color)
         self.column = column
         self.start_column = start_column
         self.end_column = end_column
@@ -202,7 +204,8 @@ class DecodeVideoClips(_Decoder):
         for i, value in enumerate(sources):
             end = None if ends is None or ends[i] is None or np.isnan(ends[i]) else float(ends[i])
             video, _, _ = read_video(_as_source(value, i), float(starts[i]), end, pts_unit="sec",
-                                     output_format=self.output_format, device=self.device, backend=self.backend)
+                                     output_format=self.output_format, device=self.device, backend=self.backend,
+                                     color=self.color)
             clips.append(video)
         return clips
 

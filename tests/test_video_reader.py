@@ -13,6 +13,7 @@ import bisect
 import itertools
 import json
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -368,3 +369,33 @@ def test_data_without_streams_is_a_decode_error_not_a_bad_argument():
     data = (Path(__file__).parent / "regressions" / "fuzz-mkv-without-streams.video").read_bytes()
     with pytest.raises(gpuvio.DecodeError, match="no video or audio stream"):
         gpuvio.VideoReader(data)
+
+
+def test_source_errors_as_torchvision_raises_them() -> None:
+    with pytest.raises(ValueError, match="src cannot be empty"):
+        gpuvio.VideoReader("")
+    with pytest.raises(ValueError, match="src must be either string, Tensor or bytes object"):
+        gpuvio.VideoReader(2)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # and a TypeError, which is what the type of error is
+        gpuvio.VideoReader(2.5)  # type: ignore[arg-type]
+
+
+def test_keyframe_seek_rounds_to_the_nearest_tick(tmp_path: Path) -> None:
+    # one tick per frame (AVI at 30000/1001): 8.0 s is tick 239.76, torchvision seeks tick 240
+    path = tmp_path / "ticks.avi"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=Fraction(30000, 1001))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"g": "10"}
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    truth = Decoded(path)
+    key = truth.keyframe_seconds[2]  # tick 20
+    reader = gpuvio.VideoReader(str(path))
+    below = key - 0.2 * (truth.seconds[1] - truth.seconds[0])  # floor() would land a GOP earlier
+    assert next(reader.seek(below, keyframes_only=True))["pts"] == key

@@ -387,8 +387,9 @@ class NvdecVideoSource(PyAVVideoSource):
         with self._scope():
             if keyframes_only:
                 self._session.reset()
-                try:
-                    self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+                try:  # rounded to the nearest tick, like the CPU reader (torchvision's rule)
+                    self._container.seek(round(Fraction(time_s) / self._time_base), stream=self._stream,
+                                         backward=True, any_frame=False)
                 except av.FFmpegError:
                     self._restart()
                     return

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from .._dispatch import parse_device
 from .._errors import InvalidArgumentError, InvalidInputTypeError
-from .._types import DeviceLike
+from .._types import ColorPolicy, DeviceLike, check_color
 from ._encoded import (
     ClipFormat,
     EncodedClip,
@@ -106,6 +106,8 @@ class VideoClipDataset(Dataset):
             An entry is recomputed when its file's size or modification time changes.
         num_workers: parallel index readers; None is ``min(8, cpu count)``.
         index_executor: ``"thread"`` (default) or ``"process"`` for the index readers.
+        color: ``"torchvision"`` (default: torchvision's pixels) or ``"accurate"``; see
+            :func:`gpuvio.read_video`.
 
     Attributes:
         video_paths: ``list[str]``, absolute paths.
@@ -119,7 +121,8 @@ class VideoClipDataset(Dataset):
                  transform: Callable[[torch.Tensor], Any] | None = None, decode: bool = True,
                  encoded_as: Literal["bytes", "path"] = "bytes", device: DeviceLike = "cpu",
                  backend: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
-                 num_workers: int | None = None, index_executor: IndexExecutor = "thread") -> None:
+                 num_workers: int | None = None, index_executor: IndexExecutor = "thread",
+                 color: ColorPolicy = "torchvision") -> None:
         if isinstance(paths, (str, os.PathLike)) or not isinstance(paths, Sequence):
             raise InvalidInputTypeError(f"paths must be a list of video files; got {type(paths).__name__}")
         for p in paths:
@@ -147,6 +150,7 @@ class VideoClipDataset(Dataset):
         parse_device(device)  # reject a bad device now, not in a worker
         self.device = device
         self.backend = backend
+        self.color = check_color(color)
 
         self.video_paths = [os.path.abspath(os.fspath(p)) for p in paths]
         index = build_index(self.video_paths, cache_dir=cache_dir, num_workers=num_workers,
@@ -209,7 +213,7 @@ class VideoClipDataset(Dataset):
             data=source_for(self.video_paths[video_idx], encoded_as or self.encoded_as),
             start_pts=int(pts[positions[0]]), end_pts=int(pts[positions[-1]]),
             offsets=tuple(p - positions[0] for p in positions), positions=tuple(positions),
-            output_format=self.output_format)
+            output_format=self.output_format, color=self.color)
 
     # ------------------------------------------------------------------ items
     def __getitem__(self, idx: int) -> tuple[Any, int, int]:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import torch
 
-from .._types import ImageReadMode
+from .._types import ColorPolicy, ImageReadMode
 
 __all__ = ["EncodedBatch", "EncodedClip", "EncodedImage", "collate", "decode_clip", "decode_images",
            "decode_items", "stack_or_list", "worker_safe_device"]
@@ -63,6 +63,8 @@ class EncodedClip:
         positions: the same frames as display indices in the file (the fallback when a file's
             decoded frames disagree with its packet timestamps).
         output_format: ``"TCHW"`` or ``"THWC"``.
+        color: the colour policy, ``"torchvision"`` (default) or ``"accurate"``
+            (see :func:`gpuvio.read_video`).
     """
 
     data: torch.Tensor | str
@@ -71,6 +73,7 @@ class EncodedClip:
     offsets: tuple[int, ...]
     positions: tuple[int, ...]
     output_format: ClipFormat = "TCHW"
+    color: ColorPolicy = "torchvision"
 
     def decode(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """``Tensor[T, C, H, W]`` (or ``[T, H, W, C]``) uint8 on ``device``."""
@@ -80,7 +83,7 @@ class EncodedClip:
         if isinstance(self.data, str):
             return self
         return EncodedClip(self.data.pin_memory(), self.start_pts, self.end_pts, self.offsets,
-                           self.positions, self.output_format)
+                           self.positions, self.output_format, self.color)
 
     def __repr__(self) -> str:
         what = repr(self.data) if isinstance(self.data, str) else f"{self.data.numel()} bytes"
@@ -145,7 +148,7 @@ def decode_clip(clip: EncodedClip, *, device: torch.device | str = "cpu",
     from .._video_reader import VideoReader
 
     video, _, _ = read_video(clip.data, clip.start_pts, clip.end_pts, pts_unit="pts",
-                             output_format=clip.output_format, device=device, backend=backend)
+                             output_format=clip.output_format, device=device, backend=backend, color=clip.color)
     span = clip.positions[-1] - clip.positions[0] + 1
     if video.shape[0] == span:
         if len(clip.offsets) == span:  # no resampling: every frame of the range
@@ -153,7 +156,7 @@ def decode_clip(clip: EncodedClip, *, device: torch.device | str = "cpu",
         return video[torch.tensor(clip.offsets, device=video.device)]
     # The decoder gave a different number of frames than the packets announced (rare: broken
     # timestamps). Random access by display index still picks the frames the index describes.
-    with VideoReader(clip.data, device=device, backend=backend) as reader:
+    with VideoReader(clip.data, device=device, backend=backend, color=clip.color) as reader:
         frames = reader.get_frames_at(list(clip.positions))
     return frames if clip.output_format == "TCHW" else frames.permute(0, 2, 3, 1)
 
