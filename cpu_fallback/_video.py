@@ -10,7 +10,9 @@ Unlike torchvision, a range always gives what a full decode filtered by those ru
 seek that lands after the start (MPEG-TS, AVI without an index, B-frames seeked by dts), delivers
 nothing or fails is retried further back, then replaced by a decode from the start of the stream
 (logged at DEBUG level on the ``gpuvio`` logger); MPEG-PS, whose timestamps are wrong for a
-while after a seek, is always decoded from the start.
+while after a seek, is always decoded from the start. Audio is decoded from a little before the
+start, so that the first frame's samples are those of a full decode too (each audio frame
+overlaps the one before).
 
 What differs is the engineering: only kept frames are converted, on worker threads while the
 decoder goes on, each straight into its slot of the output tensor (no per-frame arrays, no

@@ -153,8 +153,12 @@ CLIPS: dict[str, Callable[[Path], Path]] = {
     "mp4_nonzero_start": lambda r: encode(r / "nonzero_start.mp4", "mp4", first=20),
     "mp4_audio": lambda r: encode(r / "audio.mp4", "mp4", audio="aac"),
 }
-SHARED = [("torchcodec", "discard_first_keyframe.mp4"), ("torchcodec", "test_non_zero_start.mp4"),
-          ("torchcodec", "h265_video.mp4"), ("torchcodec", "sine_stereo_mp2.mpg"), ("torchcodec", "nasa_13013.mp4")]
+SHARED = [("torchcodec", name) for name in ("discard_first_keyframe.mp4", "test_non_zero_start.mp4", "h265_video.mp4",
+                                            "sine_stereo_mp2.mpg", "nasa_13013.mp4", "av1_video.mkv")] + [
+    ("torchvision", "videos", name) for name in (
+        "R6llTwEh07w.mp4", "SOX5yA1l24A.mp4", "WUzgd7C1pWA.mp4", "RATRACE_wave_f_nm_np1_fr_goo_37.avi",
+        "SchoolRulesHowTheyHelpUs_wave_f_nm_np1_ba_med_0.avi", "TrumanShow_wave_f_nm_np1_fr_med_26.avi",
+        "hmdb51_Turnk_r_Pippi_Michel_cartwheel_f_cm_np2_le_med_6.avi", "v_SoccerJuggling_g23_c01.avi")]
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +176,7 @@ def full_decode(path: str, kind: str = "video") -> tuple[dict[int, Any], Fractio
     stream's frames carry no pts: they are numbered one frame duration apart.
     """
     out: dict[int, Any] = {}
-    with av.open(path) as container:
+    with av.open(path, metadata_errors="ignore") as container:
         stream = container.streams.video[0] if kind == "video" else container.streams.audio[0]
         codec = stream.codec_context.name
         step = 1 / (stream.average_rate * stream.time_base) if kind == "video" and stream.average_rate else None
@@ -327,7 +331,7 @@ def test_ranges_equal_a_full_decode(clips: dict[str, Path], name: str) -> None:
     assert all(counts[1:]) and counts[0], counts  # not vacuous: every range has frames
 
 
-@pytest.mark.parametrize("parts", SHARED, ids=lambda parts: parts[-1])
+@pytest.mark.parametrize("parts", SHARED, ids=lambda parts: parts[-1][:24])
 def test_ranges_of_shared_media_equal_a_full_decode(parts: tuple[str, ...]) -> None:
     path = media_path(*parts)
     frames, time_base, _ = full_decode(str(path))
@@ -502,7 +506,10 @@ def test_nvdec_pipeline_ranges_equal_a_full_decode(software: Any, clips: dict[st
     whole, _, info = software.read_video(str(path), start_pts=pts[0], end_pts=float("inf"), pts_unit="pts",
                                          device=cpu)
     assert info["backend"] == "nvdec" and whole.shape[0] == len(pts), info
-    for start, end, unit in ranges(pts, time_base):
+    cases = ranges(pts, time_base)
+    # before the first frame, between frames, inside a GOP, start == end between frames, past
+    # the end, seconds (the software stand-in converts slowly: not every case)
+    for start, end, unit in (cases[i] for i in (0, 2, 3, 5, 8, 9)):
         video, _, info = software.read_video(str(path), start_pts=start, end_pts=end, pts_unit=unit, device=cpu)
         assert info["backend"] == "nvdec", info
         first, last = start, end
