@@ -38,6 +38,7 @@ from gpuvio._backends._nvdec_pipeline import (
     NvdecUnsupported,
     SoftwareNv12Session,
     StreamPlan,
+    SurfaceConverter,
     check_caps,
     plan_stream,
 )
@@ -45,6 +46,8 @@ from gpuvio._color import nv12_to_rgb
 from gpuvio._multi import decode_videos
 
 from conftest import media_path
+
+_CPU = torch.device("cpu")
 
 # the parity target against the CPU backend (8-bit 4:2:0 H.264 / HEVC / VP9)
 MAX_DIFF = 2
@@ -291,19 +294,23 @@ def test_fused_kernel_source_is_bit_identical_to_the_torch_ops(tmp_path):
 
 @pytest.mark.parametrize("codec", ["h264", "hevc", "vp9"])
 def test_nv12_planes_from_pyav_convert_like_the_cpu_backend(clips, codec):
-    """What the GPU does to NVDEC's NV12 (here: FFmpeg's NV12), on CPU tensors, vs the CPU backend."""
+    """What the GPU does to NVDEC's NV12 (here: FFmpeg's NV12), on CPU tensors, vs the CPU backend,
+    for both colour policies."""
     import av
 
     expected = gpuvio.read_video(clips[codec])[0]
+    accurate = gpuvio.read_video(clips[codec], color="accurate")[0]
     with av.open(str(clips[codec])) as container:
         stream = container.streams.video[0]
         plan = plan_stream(stream)
-        frames = []
+        converter = SurfaceConverter(plan, _CPU, color="torchvision")
+        frames, policy = [], []
         for frame in container.decode(stream):
             nv12 = torch.from_numpy(frame.reformat(format="nv12").to_ndarray())
-            frames.append(nv12_to_rgb(nv12, matrix=plan.matrix, full_range=plan.full_range, siting=plan.siting))
-    got = torch.stack(frames)
-    worst, mean = _diff(got, expected)
+            policy.append(nv12_to_rgb(nv12, matrix=plan.matrix, full_range=plan.full_range, siting=plan.siting))
+            frames.append(converter._swscale(nv12[None])[0])
+    assert torch.equal(torch.stack(frames), expected)  # swscale's arithmetic, reproduced exactly
+    worst, mean = _diff(torch.stack(policy), accurate)
     assert worst <= 1 and mean <= 0.05, (worst, mean)  # swscale's fixed point vs the float policy
 
 
@@ -316,18 +323,22 @@ def test_p016_planes_convert_like_the_cpu_backend(tmp_path):
     path = make_sample_video(tmp_path / "hevc10.mp4", width=160, height=96, seconds=0.5, codec="libx265",
                              pix_fmt="yuv420p10le", audio=False)
     expected = gpuvio.read_video(path)[0]
-    frames = []
+    accurate = gpuvio.read_video(path, color="accurate")[0]
+    frames, policy = [], []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         plan = plan_stream(stream)
         assert (plan.bit_depth, plan.surface_bits) == (10, 16)
+        converter = SurfaceConverter(plan, _CPU, color="torchvision")
         for frame in container.decode(stream):
             y, u, v = (torch.from_numpy(np.frombuffer(p, dtype="<u2").reshape(p.height, p.line_size // 2)
                                         [:, :p.width].astype(np.int32)) for p in frame.planes)
             p016 = torch.cat([y, torch.stack([u, v], dim=-1).reshape(u.shape[0], -1)]) << 6
-            frames.append(nv12_to_rgb(p016, matrix=plan.matrix, full_range=plan.full_range, bit_depth=16,
+            policy.append(nv12_to_rgb(p016, matrix=plan.matrix, full_range=plan.full_range, bit_depth=16,
                                       siting=plan.siting))
-    worst, mean = _diff(torch.stack(frames), expected)
+            frames.append(converter._swscale(p016.to(torch.int16)[None])[0])
+    assert torch.equal(torch.stack(frames), expected)
+    worst, mean = _diff(torch.stack(policy), accurate)
     assert worst <= 1 and mean <= 0.05, (worst, mean)
 
 
@@ -365,7 +376,6 @@ def test_decoder_caps_limits_become_reasons():
 
 
 # -------------------------------------------------- the pipeline, with FFmpeg standing in for NVDEC
-_CPU = torch.device("cpu")
 _RANGES = [(0, None, "pts"), (0.3, 0.7, "sec"), (1, 1.0, "sec"), (0.45, 0.45, "sec"), (5.0, 9.0, "sec"),
            (1000, 7000, "pts")]
 
@@ -380,7 +390,7 @@ def test_pipeline_read_video_matches_the_cpu_backend(software, clips, key):
         ref_video, ref_audio, ref_info = cpu.read_video(clips[key], start_pts=start, end_pts=end, pts_unit=unit,
                                                         device=_CPU)
         assert video.shape == ref_video.shape, (start, end, unit)
-        _assert_close(video, ref_video)
+        assert torch.equal(video, ref_video)  # the default policy: swscale's pixels exactly
         assert torch.equal(audio, ref_audio)
         assert info["backend"] == "nvdec" and info["fallback_reason"] is None
         assert {k: v for k, v in info.items() if k not in ("backend", "fallback_reason")} == ref_info

@@ -43,10 +43,11 @@ from cpu_fallback._video import capacity_hint as _cpu_capacity_hint
 from cpu_fallback._video_reader import frame_with_pts, seek_to_keyframe
 
 from .._color import Matrix, Siting, chroma_siting, color_policy
-from .._errors import DecodeError
+from .._errors import DecodeError, UnsupportedFormatError
 from .._forksafe import ForkSafeLock, holds
 from .._forksafe import hold as forksafe_hold
 from .._forksafe import release as forksafe_release
+from .._swscale_rgb import SwsMatrix, sws_matrix, swscale_nv12_to_rgb
 from ._cuda import CudaBuffer
 from ._nvdec_color import fused_kernel, nv12_batch_to_rgb
 
@@ -100,6 +101,9 @@ class StreamPlan:
     matrix: Matrix
     full_range: bool
     siting: Siting = "left"
+    # the "torchvision" policy's matrix and range: what PyAV's to_rgb() hands swscale
+    sws_matrix: SwsMatrix = "bt601"
+    sws_full_range: bool = False
 
     @property
     def surface_bits(self) -> int:
@@ -143,9 +147,13 @@ def plan_stream(stream: Any) -> StreamPlan:
     if isinstance(field_order, int) and field_order in _INTERLACED_FIELD_ORDERS:
         raise NvdecUnsupported("interlaced video (NVDEC would deinterlace it; the CPU backend does not)")
     matrix, full_range = color_policy(cc.colorspace, cc.color_range, pix_fmt)
+    try:
+        tv_matrix, tv_full = sws_matrix(cc.colorspace, cc.color_range, pix_fmt)
+    except UnsupportedFormatError as exc:  # the CPU backend raises the same, with FFmpeg's words
+        raise NvdecUnsupported(str(exc)) from None
     # the siting follows FFmpeg's decoder for the codec, as in the CPU backend's converter
     return StreamPlan(codec, _NV_CODECS[codec], width, height, _PIX_FMTS[pix_fmt], matrix, full_range,
-                      chroma_siting(cc.name))
+                      chroma_siting(cc.name), tv_matrix, tv_full)
 
 
 # ---------------------------------------------------------------------------------- decoder caps
@@ -517,8 +525,10 @@ class SurfaceConverter:
         self.device = device
         self.color = color
         self._fused = None
-        # GPUVIO_NVDEC_FUSED=0 forces the torch ops (to compare, or to rule the kernel out)
-        if allow_fused and device.type == "cuda" and os.environ.get("GPUVIO_NVDEC_FUSED", "1") != "0":
+        # GPUVIO_NVDEC_FUSED=0 forces the torch ops (to compare, or to rule the kernel out); the
+        # fused kernel computes the "accurate" policy only: swscale's arithmetic runs as torch ops
+        if allow_fused and device.type == "cuda" and color == "accurate" \
+                and os.environ.get("GPUVIO_NVDEC_FUSED", "1") != "0":
             self._fused = fused_kernel(device, matrix=plan.matrix, full_range=plan.full_range,
                                        bit_depth=plan.surface_bits, siting=plan.siting)
         self._staging: torch.Tensor | None = None
@@ -547,13 +557,25 @@ class SurfaceConverter:
         assert self._staging is not None
         count = len(self._targets)
         source = self._staging[:count]
-        if source.dtype == torch.int16:
-            source = source.to(torch.int32) & 0xFFFF  # P016 samples are unsigned
-        rgb = nv12_batch_to_rgb(source, matrix=self.plan.matrix, full_range=self.plan.full_range,
-                                bit_depth=self.plan.surface_bits, siting=self.plan.siting)
+        if self.color == "torchvision":
+            rgb = self._swscale(source)
+        else:
+            if source.dtype == torch.int16:
+                source = source.to(torch.int32) & 0xFFFF  # P016 samples are unsigned
+            rgb = nv12_batch_to_rgb(source, matrix=self.plan.matrix, full_range=self.plan.full_range,
+                                    bit_depth=self.plan.surface_bits, siting=self.plan.siting)
         for dest, frame in zip(self._targets, rgb):
             dest.copy_(frame)
         self._targets = []
+
+
+    def _swscale(self, surfaces: torch.Tensor) -> torch.Tensor:
+        """``Tensor[B, H, W, 3]``: PyAV's to_rgb() of a batch of NV12/P016 surfaces, bit for bit."""
+        plan = self.plan
+        height = plan.height
+        y, uv = surfaces[:, :height], surfaces[:, height:height + height // 2]
+        return swscale_nv12_to_rgb(y, uv, bit_depth=plan.bit_depth, matrix=plan.sws_matrix,
+                                   full_range=plan.sws_full_range, chroma_location=plan.siting)
 
 
 class FrameStore:
