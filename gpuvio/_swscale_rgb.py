@@ -4,7 +4,8 @@ torchvision 0.8 (and PyAV ever since) turns a decoded frame into RGB with
 ``frame.to_rgb().to_ndarray()``, i.e. ``sws_scale_frame`` with ``SWS_BILINEAR`` and nothing
 else. :func:`swscale_yuv_to_rgb` reproduces that output exactly from the decoder's planes, with
 integer tensor operations only, so the same code runs on the CPU and on CUDA. It was checked
-against PyAV 18.1 / FFmpeg 8.1 (libswscale 9.5) on x86-64 with SSSE3 (``tests/test_swscale_rgb.py``).
+against PyAV 18.1 / FFmpeg 8.1 (libswscale 9.5) on x86-64 with SSSE3
+(``tests/test_swscale_rgb.py``).
 
 Which arithmetic runs depends on the frame; swscale picks one of three paths:
 
@@ -288,7 +289,7 @@ def _convert(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, k: SwsCoefficien
     u15 = (_filter(u, h_taps, 1 << 14, -1) >> shift).clamp_(max=32767)
     v15 = (_filter(v, h_taps, 1 << 14, -1) >> shift).clamp_(max=32767)
     y15 = ((y << 14) >> shift).clamp_(max=32767)
-    uv = _filter(u15, v_taps, 1 << 12, -2), _filter(v15, v_taps, 1 << 12, -2)   # 12-bit weights: 27-bit sums
+    uv = _filter(u15, v_taps, 1 << 12, -2), _filter(v15, v_taps, 1 << 12, -2)   # 27-bit sums
     if full_chroma:
         return _full_rgb(y15, (uv[0] - (128 << 19)) >> 10, (uv[1] - (128 << 19)) >> 10, k)
     pairs = torch.arange(width, device=y.device) >> 1
