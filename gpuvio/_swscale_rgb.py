@@ -42,6 +42,7 @@ when ``color_range`` is 2 (JPEG) or the pixel format is ``yuvj*``.
 Known gaps: a bottom field whose chroma rows run past the plane (interlaced height 2 mod 4 with
 odd field heights) reads padding in swscale and a repeated last row here; chroma location is
 not exposed by PyAV 18, so callers pass the codec's (:func:`gpuvio._color.chroma_siting`).
+Only x86-64 was checked: on aarch64 swscale's unscaled converter is NEON code of its own.
 """
 
 from __future__ import annotations
