@@ -106,6 +106,9 @@ def make_sample_video(
         astream = None
         if audio:
             astream = container.add_stream("aac", rate=audio_rate, layout="stereo")
+            # no perceptual noise substitution: its decoded noise depends on where decoding
+            # began, so no range read after a seek could equal a full decode sample for sample
+            astream.options = {"aac_pns": "0"}
         for i in range(n_frames):
             # the camera drifts along a Lissajous path over the larger scene
             t = i / float(fps)

@@ -183,9 +183,7 @@ def check_against_reference(path: Path, start: Any, end: Any, unit: str, *, ever
     if audio is None:
         assert aframes.shape == (1, 0)
     else:
-        # same samples as the full decode; an AAC decoder started 0.1 s before the range (gpuvio's
-        # pre-roll) lands within float rounding of it on some encoders (measured: 8.7e-6)
-        np.testing.assert_allclose(aframes.numpy(), audio, rtol=0, atol=1e-4)
+        np.testing.assert_array_equal(aframes.numpy(), audio)
     return len(expected)
 
 
