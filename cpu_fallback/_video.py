@@ -62,11 +62,12 @@ _log = logging.getLogger("gpuvio")
 # when packed B-frames may deliver pts out of order
 MAX_BUFFER = 5
 
-# How the decoder uses threads in read_video. With one slice per frame (most H.264), "SLICE" is
-# a single-threaded decode; that leaves the other cores to the colour conversion, which costs more
-# than decoding under gpuvio's policy. Measured on 2 cores, 720p H.264: SLICE ahead of AUTO/FRAME
-# once conversion runs beside it (benchmarks/_scratch_video_speed.py).
-DECODER_THREAD_TYPE = "SLICE"
+# How the decoder uses threads in read_video, per colour policy. The default conversion (swscale's
+# unscaled SIMD path) costs a fraction of a decode, so FFmpeg's own threads ("AUTO": frame
+# threads) get the cores. The "accurate" one costs more than decoding: there "SLICE", a
+# single-threaded decode with one slice per frame (most H.264), leaves the other cores to the
+# conversion (measured on 2 cores, 720p H.264: SLICE ahead of AUTO/FRAME for "accurate").
+DECODER_THREAD_TYPE: dict[str, str] = {"torchvision": "AUTO", "accurate": "SLICE"}
 
 
 def _name(source: Any) -> str:
@@ -322,10 +323,10 @@ def _decode_range(container: Any, stream: Any, selection: Selection,
                    "decoding from the start", start, stream.type, stream.index, container.format.name)
         from_start = True
         if reopen is not None:
+            thread_type = stream.thread_type
             container = opened = reopen()
             stream = container.streams[stream.index]
-            if stream.type == "video":
-                stream.thread_type = DECODER_THREAD_TYPE
+            stream.thread_type = thread_type
             frames = container.decode(stream)
         else:
             frames = rewind(container, stream, lambda: container.decode(stream))
@@ -536,7 +537,7 @@ def read_video(source: Any, start_pts: Any, end_pts: Any, pts_unit: str, layout:
                           RuntimeWarning, stacklevel=3)
         elif container.streams.video:
             vstream = container.streams.video[0]
-            vstream.thread_type = DECODER_THREAD_TYPE
+            vstream.thread_type = DECODER_THREAD_TYPE[color]
             start, end = start_pts, end_pts
             if pts_unit == "sec":
                 start = to_stream_units(start_pts, vstream, ceil=False)
