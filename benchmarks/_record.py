@@ -6,6 +6,7 @@ without a Python exception. Writing the JSON after every figure keeps what was m
 that point. The file holds::
 
     {"results": [{"name", "value", "unit"}, ...], "errors": [{"part", "error", "trace"?}, ...],
+     "details": {name: any JSON, e.g. gpu_video.py's "video_parity" table},
      "running": the part in progress (null when none), "complete": true once the script ended}
 """
 
@@ -38,6 +39,8 @@ class Recorder:
                  log: Callable[[str], None] = print) -> None:
         self.results: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
+        # structured tables beside the flat figures (edit them in place, then save())
+        self.details: dict[str, Any] = {}
         self.path = Path(json_path) if json_path else None
         self.log = log
         self.running: str | None = None
@@ -46,11 +49,11 @@ class Recorder:
 
     def save(self) -> None:
         if self.path is not None:
-            write_json(self.path, {"results": self.results, "errors": self.errors, "running": self.running,
-                                   "complete": self.complete})
+            write_json(self.path, {"results": self.results, "errors": self.errors, "details": self.details,
+                                   "running": self.running, "complete": self.complete})
 
-    def add(self, name: str, value: float, unit: str) -> None:
-        value = round(float(value), 3)
+    def add(self, name: str, value: float, unit: str, *, digits: int = 3) -> None:
+        value = round(float(value), digits)
         self.results.append({"name": name, "value": value, "unit": unit})
         self.log(f"  {name} = {value} {unit}")
         self.save()

@@ -15,10 +15,16 @@ Writes ``OUTDIR/device_check.json``::
     {"device", "driver", "commit", "date", "dry_run", "elapsed_s",
      "tests": {"passed", "failed", "skipped", "errors"},
      "results": [{"name", "value", "unit"}, ...],
+     "details": {"video_parity": {"targets", "policies", "clips": {clip: {..., "policies": {policy:
+                 {"target", "cpu_fps", "cuda_fps", "max_abs_diff", "mean_abs_diff", "differing_pixels",
+                  "pixels", "equal", "within_tolerance", "pass", "status"}}}},
+                 "summary": {policy: {"pass", "passed", "failed", "not_measured"}}}},
      "stages": {stage: {"seconds", "timeout_s", "exit" (null: killed at its limit)}},
      "environment": {...}, "errors": [{"part", "error"}, ...]}
 
-``errors`` also says which required figure (issues 3 and 4) is missing, and why.
+``details`` holds the benchmarks' tables (``gpu_video.py``: NVDEC against the CPU per codec and
+colour policy, issue #12; its docstring describes them); ``errors`` also says which required figure
+(issues 3, 4 and 12) is missing, and why.
 
 Nothing here may end the run early or lose what was measured:
 
@@ -77,10 +83,12 @@ PARTS: dict[str, tuple[str, ...]] = {
     "image": ("tests_cuda", "gpu_image"),
 }
 
-# the figures issues 3 and 4 ask the device check for, by the benchmark that measures them
+# the figures issues 3, 4 and 12 ask the device check for, by the benchmark that measures them
 REQUIRED = {
-    "gpu_video": ("read_video_cuda_1080p_h264_fps", "parity_max_abs_diff", "parity_mean_abs_diff",
-                  "decode_videos_cuda_1080p_h264_fps", "read_video_cpu_1080p_h264_fps"),
+    "gpu_video": ("read_video_cuda_torchvision_1080p_h264_fps", "read_video_cuda_accurate_1080p_h264_fps",
+                  "read_video_cpu_torchvision_1080p_h264_fps", "read_video_cpu_accurate_1080p_h264_fps",
+                  "parity_max_abs_diff", "parity_mean_abs_diff", "parity_pass_torchvision", "parity_pass_accurate",
+                  "decode_videos_cuda_torchvision_1080p_h264_fps"),
     "gpu_image": ("decode_jpeg_cuda_batch_imgs_per_s", "image_parity_mean_abs_diff",
                   "encode_jpeg_cuda_batch_imgs_per_s", "decode_jpeg_cpu_backend_all_cores_imgs_per_s",
                   "encode_jpeg_cpu_backend_all_cores_imgs_per_s"),
@@ -321,8 +329,8 @@ def run_tests(label: str, targets: list[str], report: str, out_dir: Path, timeou
 
 
 def run_benchmark(name: str, args: list[str], out_dir: Path, timeout: float, results: list,
-                  errors: list) -> dict[str, Any]:
-    """``benchmarks/<name>.py`` as a child process; its figures and errors join the record."""
+                  errors: list, details: dict[str, Any]) -> dict[str, Any]:
+    """``benchmarks/<name>.py`` as a child process; its figures, tables and errors join the record."""
     target = Path(tempfile.gettempdir()) / f"gpuvio_{name}_{os.getpid()}.json"  # per run: no stale figures
     target.unlink(missing_ok=True)
     cmd = [sys.executable, str(HERE / f"{name}.py"), "--json", str(target), *args]
@@ -335,6 +343,7 @@ def run_benchmark(name: str, args: list[str], out_dir: Path, timeout: float, res
                        f"{_how(code, timeout)}; output: {output[-800:]}"})
         return stage
     results.extend(data.get("results", []))
+    details.update(data.get("details") or {})
     errors.extend({**e, "part": f"{name}: {e.get('part')}"} for e in data.get("errors", []))
     if not data.get("complete"):
         errors.append({"part": name, "error": f"stopped early ({_how(code, timeout)}) during "
@@ -362,13 +371,14 @@ def main() -> int:
         (out_dir / log).write_text("")
     errors: list = []
     results: list = []
+    details: dict[str, Any] = {}
     stages: dict[str, Any] = {}
     budget = _Budget(errors, selected)
     record: dict[str, Any] = {
         "device": None, "driver": None, "commit": commit(errors),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "dry_run": args.dry_run, "part": args.part, "tests": {"passed": 0, "failed": 0, "skipped": 0, "errors": 0},
-        "results": results, "stages": stages, "errors": errors,
+        "results": results, "details": details, "stages": stages, "errors": errors,
     }
     target = out_dir / "device_check.json"
     install_errors = out_dir / "install_errors.txt"  # written by device_check.sh
@@ -405,7 +415,7 @@ def main() -> int:
             if name not in selected:
                 continue
             print(f"== benchmarks/{name}.py")
-            stages[name] = run_benchmark(name, extra, out_dir, budget.timeout(name), results, errors)
+            stages[name] = run_benchmark(name, extra, out_dir, budget.timeout(name), results, errors, details)
             save()
         names = {r.get("name") for r in results}
         missing = [n for bench in selected for n in REQUIRED.get(bench, ()) if n not in names]
@@ -417,6 +427,11 @@ def main() -> int:
                        "trace": traceback.format_exc(limit=8)})
     finally:
         save()
+    for policy, verdict in details.get("video_parity", {}).get("summary", {}).items():
+        print(f"video parity, color={policy!r}: " + (
+            "not measured" if verdict.get("pass") is None else
+            f"{'PASS' if verdict['pass'] else 'FAIL'} (passed {verdict.get('passed')}, failed "
+            f"{verdict.get('failed')}, not measured {verdict.get('not_measured')})"))
     print(f"wrote {target} ({len(results)} results, {len(errors)} errors, "
           f"tests {record['tests']}, {record['elapsed_s']} s)")
     return 0
