@@ -316,12 +316,67 @@ def test_bench_media_are_cached(tmp_path, monkeypatch):
 
     monkeypatch.setattr(samples, "make_sample_image", counting)
     monkeypatch.setattr(samples, "make_sample_video", lambda path, **kw: Path(path).write_bytes(b"x") or path)
+    n_files, n_images = len(_media._QUICK), sum(1 for f in _media._QUICK if f[1] == "image")
     first = real(quick=True, cache_dir=tmp_path, log=lambda m: calls.__setitem__("n", calls["n"] + 1))
-    assert calls["n"] == 3 and len(made) == 2
+    assert calls["n"] == n_files and len(made) == n_images
     second = real(quick=True, cache_dir=tmp_path, log=lambda m: calls.__setitem__("n", calls["n"] + 1))
-    assert calls["n"] == 3 and len(made) == 2  # nothing regenerated
+    assert calls["n"] == n_files and len(made) == n_images  # nothing regenerated
+    # both read_video targets have a stand-in in the quick media
+    assert sorted(m.target for m in first if m.target) == ["1080p", "720p"]
     assert [m.path for m in first] == [m.path for m in second]
     assert not list(tmp_path.rglob("*.tmp*"))
+
+
+@pytest.mark.parametrize("which", ["720p", "1080p"])
+def test_bench_read_video_targets(which, generated):
+    """The issue-12 read_video workloads: their contenders, and the targets checked on a run."""
+    from types import SimpleNamespace
+
+    from gpuvio._bench._media import MediaFile
+    from gpuvio._bench._peers import build_workloads
+    from gpuvio._bench._report import make_record, markdown_table, target_result
+    from gpuvio._bench._runner import measure
+
+    media = MediaFile(generated["h264_noaudio"], "video", "target_video", "test clip", target=which)
+    workloads = build_workloads([media], device="cpu", quick=True)
+    if which == "1080p":  # read_video alone
+        assert len(workloads) == 1
+    rv = workloads[0]
+    assert rv.name.startswith("read_video h264 160x96 whole clip")
+    names = [c.name for c in rv.contenders]
+    assert names[0] == "gpuvio (cpu backend, cpu)" and rv.contenders[0].is_gpuvio
+    assert [c.is_gpuvio for c in rv.contenders].count(True) == 1
+    for expected in ('gpuvio (cpu backend, cpu), color="accurate"', "torchvision 0.8 algorithm",
+                     "PyAV decode only, no RGB (ceiling)"):
+        assert any(n.startswith(expected) for n in names), (expected, names)
+    # torchcodec: both settings measured, or both reported skipped with the reason
+    for tc in ("torchcodec CPU, FFmpeg threads auto", "torchcodec CPU, default"):
+        assert any(n.startswith(tc) for n in names) or any(
+            s["contender"].startswith(tc) and s["reason"] for s in rv.skipped), (tc, names, rv.skipped)
+    texts = [t.text for t in rv.targets]
+    needs = {(t.kind, t.needs) for t in rv.targets}
+    assert ("ceiling", 0.75) in needs and ("identical", 1.0) in needs
+    assert ("speedup", 1.8 if which == "720p" else 1.5) in needs
+    assert any("1.2x torchcodec CPU with FFmpeg threads auto" in t for t in texts) == (which == "1080p")
+
+    results = measure(rv, repeats=1, warmup=1, min_run_s=0.0)
+    args = SimpleNamespace(quick=True)
+    record = make_record(results, [rv], [media], args=args, device="cpu", device_note="cpu", repeats=1,
+                         started=0.0, load_before=None, load_after=None)
+    targets = {t["target"]: t for t in record["targets"]}
+    assert len(targets) == len(rv.targets) and all(t["issue"] in (2, 12) for t in targets.values())
+    same = next(t for t in targets.values() if t["kind"] == "identical")
+    assert same["status"] == "met" and same["max_abs_diff"] == 0  # default colour = torchvision 0.8's pixels
+    ceiling = next(t for t in targets.values() if t["kind"] == "ceiling")
+    assert ceiling["status"] in ("met", "missed") and ceiling["speedup"] > 0
+    assert "of the ceiling, needs 0.75" in target_result(ceiling)
+    for t in targets.values():
+        if t["peer"].startswith("torchcodec") and t["status"] == "not measured":
+            assert "torchcodec" in t["reason"]
+    table = markdown_table(record)
+    assert "| #12 |" in table and "max \\|diff\\| 0" in table  # pipes escaped in the cells
+    accurate = next(r for r in record["results"] if r["contender"].endswith('color="accurate"'))
+    assert accurate["agreement"]["max_abs_diff"] > 0  # the other colour policy really ran
 
 
 def test_torchvision08_algorithm_matches_pyav_to_rgb(generated):

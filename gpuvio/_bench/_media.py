@@ -24,33 +24,50 @@ class MediaFile:
     kind: Literal["video", "image"]
     role: str  # "target_video", "video", "jpeg", "png"
     description: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # the generator's arguments
+    # for a "target_video": which issue targets it carries ("720p" or "1080p"; a --quick stand-in
+    # is smaller than its name says). "1080p" clips get only the read_video workload.
+    target: str | None = None
 
     def record(self) -> dict[str, Any]:
         """The JSON description of this file (name, size, how it was generated)."""
-        return {"name": self.path.name, "kind": self.kind, "role": self.role,
-                "description": self.description, "size_bytes": self.path.stat().st_size,
-                "params": self.params}
+        out = {"name": self.path.name, "kind": self.kind, "role": self.role,
+               "description": self.description, "size_bytes": self.path.stat().st_size,
+               "params": self.params}
+        if self.target:
+            out["target"] = self.target
+        return out
 
 
-# What `gpuvio bench` generates. The 720p clip is the issue-2 read_video target: ~4.5 Mbit/s of
-# panning texture, the bitrate of ordinary web video, so that entropy decoding costs what it does
-# on real footage. --quick swaps in smaller media for a smoke run.
-_FULL = [
+# What `gpuvio bench` generates. The two H.264 clips carry the read_video targets (issues 2 and
+# 12): ~4.5 Mbit/s at 720p and ~10 Mbit/s at 1080p (the same bits per pixel) of panning texture,
+# the bitrate of ordinary web video, so that entropy decoding costs what it does on real footage;
+# GOP 30 and x264's B-frames (preset veryfast: 3). --quick swaps in smaller stand-ins for a smoke
+# run. Each entry: file name, kind, role, description, generator arguments, target.
+_Entry = tuple[str, str, str, str, dict[str, Any], str | None]  # name, kind, role, description, params, target
+_FULL: list[_Entry] = [
     ("h264_720p_10s.mp4", "video", "target_video",
-     "H.264 1280x720 30 fps, 10 s, ~4.5 Mbit/s, panning texture, GOP 30, no audio",
-     {"width": 1280, "height": 720, "seconds": 10.0, "fps": 30, "bit_rate": 4_500_000, "gop": 30, "audio": False}),
+     "H.264 1280x720 30 fps, 10 s, ~4.5 Mbit/s, panning texture, GOP 30, B-frames, no audio",
+     {"width": 1280, "height": 720, "seconds": 10.0, "fps": 30, "bit_rate": 4_500_000, "gop": 30,
+      "audio": False}, "720p"),
+    ("h264_1080p_5s.mp4", "video", "target_video",
+     "H.264 1920x1080 30 fps, 5 s, ~10 Mbit/s, panning texture, GOP 30, B-frames, no audio",
+     {"width": 1920, "height": 1080, "seconds": 5.0, "fps": 30, "bit_rate": 10_000_000, "gop": 30,
+      "audio": False}, "1080p"),
     ("jpeg_1080p.jpg", "image", "jpeg", "JPEG 1920x1080, quality 90, 4:2:0",
-     {"width": 1920, "height": 1080, "quality": 90}),
-    ("png_720p.png", "image", "png", "PNG 1280x720 RGB 8-bit", {"width": 1280, "height": 720}),
+     {"width": 1920, "height": 1080, "quality": 90}, None),
+    ("png_720p.png", "image", "png", "PNG 1280x720 RGB 8-bit", {"width": 1280, "height": 720}, None),
 ]
-_QUICK = [
+_QUICK: list[_Entry] = [
     ("h264_360p_2s.mp4", "video", "target_video",
-     "H.264 640x360 30 fps, 2 s, ~1.1 Mbit/s, panning texture, GOP 30, no audio (quick)",
-     {"width": 640, "height": 360, "seconds": 2.0, "fps": 30, "gop": 30, "audio": False}),
+     "H.264 640x360 30 fps, 2 s, ~1.1 Mbit/s, panning texture, GOP 30, no audio (quick stand-in for 720p)",
+     {"width": 640, "height": 360, "seconds": 2.0, "fps": 30, "gop": 30, "audio": False}, "720p"),
+    ("h264_540p_1s.mp4", "video", "target_video",
+     "H.264 960x540 30 fps, 1 s, ~2.5 Mbit/s, panning texture, GOP 30, no audio (quick stand-in for 1080p)",
+     {"width": 960, "height": 540, "seconds": 1.0, "fps": 30, "gop": 30, "audio": False}, "1080p"),
     ("jpeg_1080p.jpg", "image", "jpeg", "JPEG 1920x1080, quality 90, 4:2:0",
-     {"width": 1920, "height": 1080, "quality": 90}),
-    ("png_360p.png", "image", "png", "PNG 640x360 RGB 8-bit (quick)", {"width": 640, "height": 360}),
+     {"width": 1920, "height": 1080, "quality": 90}, None),
+    ("png_360p.png", "image", "png", "PNG 640x360 RGB 8-bit (quick)", {"width": 640, "height": 360}, None),
 ]
 
 
@@ -79,7 +96,7 @@ def default_media(*, quick: bool, cache_dir: str | os.PathLike[str] | None = Non
     root = root / _generator_version()
     root.mkdir(parents=True, exist_ok=True)
     out = []
-    for name, kind, role, description, params in (_QUICK if quick else _FULL):
+    for name, kind, role, description, params, target in (_QUICK if quick else _FULL):
         path = root / name
         stamp = path.with_name(path.name + ".json")
         wanted = json.dumps(params, sort_keys=True)
@@ -99,7 +116,7 @@ def default_media(*, quick: bool, cache_dir: str | os.PathLike[str] | None = Non
                 if os.path.exists(tmp):
                     os.unlink(tmp)
             stamp.write_text(wanted)
-        out.append(MediaFile(path, kind, role, description, params))  # type: ignore[arg-type]
+        out.append(MediaFile(path, kind, role, description, params, target))  # type: ignore[arg-type]
     return out
 
 

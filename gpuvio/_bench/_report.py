@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from ._peers import Workload
     from ._runner import Result
 
-__all__ = ["make_record", "plot", "print_targets", "print_workload", "write_json"]
+__all__ = ["agreement_text", "make_record", "markdown_table", "plot", "print_targets", "print_workload",
+           "target_result", "write_json"]
 
 SCHEMA = "gpuvio-bench/1"
 
@@ -41,19 +42,22 @@ def print_workload(workload: Workload, results: list[Result]) -> None:
             speed = f"{ref.throughput / r.throughput:.2f}x"
         else:
             speed = "n/a"
-        agree = ""
-        if r.agreement:
-            if "identical_bytes" in r.agreement:
-                agree = ("identical bytes" if r.agreement["identical_bytes"] else
-                         f"other bytes ({r.agreement['size_bytes']:,.0f} vs gpuvio's "
-                         f"{r.agreement['gpuvio_size_bytes']:,.0f})")
-            elif "shape_mismatch" in r.agreement:
-                agree = "shape differs"
-            else:
-                agree = f"max |diff| {r.agreement['max_abs_diff']:.0f}, mean {r.agreement['mean_abs_diff']:.2f}"
+        agree = agreement_text(r.agreement)
         print(f"  {name:<{width}}{median:>11}{thr:>18}{speed:>17}  {agree}")
     for s in workload.skipped:
         print(f"  {s['contender']:<{width}}  skipped: {s['reason']}")
+
+
+def agreement_text(agreement: dict[str, float] | None) -> str:
+    """The agreement column: pixels (max/mean |diff| against gpuvio's) or bytes."""
+    if not agreement:
+        return ""
+    if "identical_bytes" in agreement:
+        return ("identical bytes" if agreement["identical_bytes"] else
+                f"other bytes ({agreement['size_bytes']:,.0f} vs gpuvio's {agreement['gpuvio_size_bytes']:,.0f})")
+    if "shape_mismatch" in agreement:
+        return "shape differs"
+    return f"max |diff| {agreement['max_abs_diff']:.0f}, mean {agreement['mean_abs_diff']:.2f}"
 
 
 def make_record(results: list[Result], workloads: list[Workload], media: list[MediaFile], *,
@@ -115,47 +119,87 @@ def make_record(results: list[Result], workloads: list[Workload], media: list[Me
 
 def _targets(record: dict[str, Any], workloads: list[Workload],
              by_workload: dict[str, list[Result]]) -> list[dict[str, Any]]:
-    """The issue-2 performance targets, checked where this run measured them."""
+    """The issue targets attached to the workloads (``Workload.targets``), checked on this run.
+
+    Each entry: ``target`` (the text), ``issue``, ``kind``, ``workload``, ``needs_speedup``, and
+    either ``status`` "met"/"missed" with ``speedup`` (gpuvio's throughput / the peer's; for a
+    "ceiling" target the fraction of the ceiling reached) or ``max_abs_diff`` (for "identical"),
+    or ``status`` "not measured" with the ``reason``.
+    """
     out = []
     for w in workloads:
-        if not w.target:
-            continue
         rs = by_workload.get(w.name, [])
         ref = _reference(rs)
-        peers = [r for r in rs if not r.contender.is_gpuvio and r.throughput]
-        if w.target["kind"] == "read_video":
-            checks = [("torchvision 0.8 algorithm", 1.3, "read_video >= 1.3x the torchvision 0.8 algorithm"),
-                      ("torchcodec CPU, default", 1.0,
-                       "read_video ahead of torchcodec's CPU decoder (its default: 1 FFmpeg thread)"),
-                      ("torchcodec CPU, FFmpeg threads auto", 1.0,
-                       "read_video ahead of torchcodec's CPU decoder (FFmpeg threads auto)")]
-        else:
-            peer = w.target["peer"]
-            checks = [(peer, 1.0, f"decode_image JPEG 1080p at least as fast as {peer}")]
-        for prefix, needs, text in checks:
-            peer_result = next((r for r in peers if r.contender.name.startswith(prefix)), None)
-            entry: dict[str, Any] = {"target": text, "workload": w.name, "needs_speedup": needs}
-            if ref is None or peer_result is None:
-                entry.update(status="not measured",
-                             reason="gpuvio failed" if ref is None else f"{prefix} not available here")
+        for t in w.targets:
+            peer = next((r for r in rs if not r.contender.is_gpuvio and r.contender.name.startswith(t.peer)),
+                        None)
+            entry: dict[str, Any] = {"target": t.text, "issue": t.issue, "kind": t.kind,
+                                     "workload": w.name, "peer": peer.contender.name if peer else t.peer,
+                                     "needs_speedup": t.needs}
+            reason = None
+            if ref is None:
+                reason = "gpuvio failed"
+            elif peer is None:
+                skip = next((x for x in w.skipped if x["contender"].startswith(t.peer)), None)
+                reason = f"{t.peer}: {skip['reason']}" if skip else f"{t.peer} not available here"
+            elif peer.error is not None or (t.kind != "identical" and not peer.throughput):
+                reason = f"{t.peer} failed: {peer.error}"
+            if reason is not None or ref is None or peer is None:
+                entry.update(status="not measured", reason=reason)
+            elif t.kind == "identical":
+                agreement = peer.agreement or {}
+                if "max_abs_diff" not in agreement:
+                    entry.update(status="missed", reason="shapes differ" if agreement else "not compared")
+                else:
+                    diff = agreement["max_abs_diff"]
+                    entry.update(max_abs_diff=diff, status="met" if diff == 0 else "missed")
+                entry.pop("needs_speedup")
             else:
-                speedup = ref.throughput / peer_result.throughput
-                entry.update(speedup=round(speedup, 3), status="met" if speedup >= needs else "missed")
+                speedup = (ref.throughput or 0.0) / (peer.throughput or 1.0)  # both measured: see reason
+                entry.update(speedup=round(speedup, 3), status="met" if speedup >= t.needs else "missed")
             if record["quick"]:
                 entry["indicative"] = "quick run: smaller media and few repeats"
             out.append(entry)
     return out
 
 
+def target_result(t: dict[str, Any]) -> str:
+    """One target's outcome in words, e.g. "met (gpuvio 1.92x, needs 1.8x)"."""
+    if t["status"] == "not measured":
+        return f"not measured ({t.get('reason', '')})"
+    kind = t.get("kind", "speedup")
+    if kind == "identical":
+        if "max_abs_diff" not in t:
+            return f"{t['status']} ({t.get('reason', '')})"
+        return f"{t['status']} (max |diff| {t['max_abs_diff']:.0f})"
+    if kind == "ceiling":
+        return f"{t['status']} (gpuvio at {t['speedup']:.2f} of the ceiling, needs {t['needs_speedup']})"
+    return f"{t['status']} (gpuvio {t['speedup']:.2f}x, needs {t['needs_speedup']}x)"
+
+
+def _issue(t: dict[str, Any]) -> str:
+    # records written before targets named their issue held issue 2's alone
+    return f"#{t.get('issue', 2)} "
+
+
+def _md(text: str) -> str:
+    """A Markdown table cell: its pipes (as in "max |diff|") escaped."""
+    return text.replace("|", "\\|")
+
+
 def print_targets(record: dict[str, Any]) -> None:
     if not record["targets"]:
         return
-    print("\nissue-2 targets" + (" (indicative: quick run)" if record["quick"] else "") + ":")
+    print("\ntargets" + (" (indicative: quick run)" if record["quick"] else "") + ":")
+    workload = None
     for t in record["targets"]:
-        if t["status"] == "not measured":
-            print(f"  {t['target']}: not measured ({t['reason']})")
-        else:
-            print(f"  {t['target']}: {t['status'].upper()} (gpuvio {t['speedup']:.2f}x, needs {t['needs_speedup']}x)")
+        if t["workload"] != workload:
+            workload = t["workload"]
+            print(f"  {workload}:")
+        result = target_result(t)
+        if t["status"] != "not measured":
+            result = t["status"].upper() + result[len(t["status"]):]
+        print(f"    {_issue(t)}{t['target']}: {result}")
     load = record.get("load_average_before")
     if load:
         print(f"load average before/after: {load[0]} / {(record.get('load_average_after') or ['?'])[0]} "
@@ -216,24 +260,26 @@ def markdown_table(record: dict[str, Any]) -> str:
         f"{record['repeats']} interleaved runs, median; {record['created']}"
         + (" (quick run: indicative only)" if record.get("quick") else ""),
         "",
-        "| workload | contender | throughput | gpuvio speed-up |",
-        "| --- | --- | ---: | ---: |",
+        "| workload | contender | throughput | gpuvio speed-up | agreement with gpuvio |",
+        "| --- | --- | ---: | ---: | --- |",
     ]
     previous = None
     for r in record["results"]:
         workload = r["workload"] if r["workload"] != previous else ""
         previous = r["workload"]
         if r["error"]:
-            lines.append(f"| {workload} | {r['contender']} | failed | |")
+            lines.append(f"| {workload} | {r['contender']} | failed | | |")
             continue
         speed = "reference" if r["is_gpuvio"] and r["ratio_to_gpuvio"] == 1.0 else (
             f"{1 / r['ratio_to_gpuvio']:.2f}x" if r["ratio_to_gpuvio"] else "")
         contender = f"**{r['contender']}**" if r["is_gpuvio"] else r["contender"]
-        lines.append(f"| {workload} | {contender} | {r['value']:,.1f} {r['unit']} | {speed} |")
+        lines.append(f"| {workload} | {contender} | {r['value']:,.1f} {r['unit']} | {speed} | "
+                     f"{_md(agreement_text(r.get('agreement')))} |")
     if record.get("targets"):
-        lines += ["", "| issue-2 target | result |", "| --- | --- |"]
+        lines += ["", "| issue | workload | target | result |", "| --- | --- | --- | --- |"]
+        previous = None
         for t in record["targets"]:
-            result = t["status"] if t["status"] == "not measured" else \
-                f"{t['status']} ({t['speedup']:.2f}x, needs {t['needs_speedup']}x)"
-            lines.append(f"| {t['target']} | {result} |")
+            workload = t["workload"] if t["workload"] != previous else ""
+            previous = t["workload"]
+            lines.append(f"| {_issue(t).strip()} | {workload} | {_md(t['target'])} | {_md(target_result(t))} |")
     return "\n".join(lines) + "\n"
