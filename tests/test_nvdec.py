@@ -6,8 +6,9 @@ Without a GPU (CI) these tests check everything that does not need NVDEC itself:
 * ``decode_videos`` on the CPU against ``read_video``, and that CPU work never touches CUDA;
 * the colour arithmetic the GPU runs: the batched conversion is bit-identical to
   ``gpuvio._color.nv12_to_rgb``, the fused CUDA kernel's source (compiled for the CPU with the
-  IEEE intrinsics emulated) is bit-identical to it, and NV12 planes from PyAV converted this way
-  match the CPU backend;
+  IEEE intrinsics emulated) is bit-identical to it, the "torchvision" policy's fused kernel
+  (compiled the same way) is bit-identical to ``swscale_nv12_to_rgb``, the device self-checks work,
+  and NV12 planes from PyAV converted this way match the CPU backend;
 * the whole GPU pipeline (packets, frame selection, seeking, random access, batching,
   conversion, fallback) driven by FFmpeg's software decoder in place of NVDEC
   (``SoftwareNv12Session``), against the CPU backend.
@@ -17,6 +18,7 @@ The ``cuda``-marked tests run the real thing against the CPU backend on a GPU ma
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import subprocess
@@ -33,7 +35,8 @@ import gpuvio
 from cpu_fallback import CpuBackend, PyAVVideoSource
 from gpuvio import _dispatch
 from gpuvio._backends._nvdec import NvdecBackend
-from gpuvio._backends._nvdec_color import KERNEL_SOURCE, kernel_params, nv12_batch_to_rgb
+from gpuvio._backends._nvdec_color import (KERNEL_SOURCE, SWSCALE_KERNEL_SOURCE, kernel_params, nv12_batch_to_rgb,
+                                          swscale_kernel_params)
 from gpuvio._backends._nvdec_pipeline import (
     NvdecUnsupported,
     SoftwareNv12Session,
@@ -44,6 +47,7 @@ from gpuvio._backends._nvdec_pipeline import (
 )
 from gpuvio._color import nv12_to_rgb
 from gpuvio._multi import decode_videos
+from gpuvio._swscale_rgb import swscale_nv12_to_rgb
 
 from conftest import media_path
 
@@ -215,7 +219,8 @@ def test_batched_conversion_is_bit_identical_to_nv12_to_rgb(siting):
                                                      siting=siting))
 
 
-_HARNESS = r"""
+# CUDA's kernel syntax and intrinsics for a C++ compiler: a "launch" sets blockIdx/threadIdx and calls
+_CUDA_ON_CPU = r"""
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +237,9 @@ static inline float __fadd_rn(float a, float b) { return a + b; }
 static inline float __fsub_rn(float a, float b) { return a - b; }
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
+"""
+
+_HARNESS = _CUDA_ON_CPU + r"""
 @KERNEL@
 static float bits_to_float(const char* s) { unsigned u = (unsigned)strtoul(s, 0, 10); float f; memcpy(&f, &u, 4); return f; }
 int main(int argc, char** argv) {
@@ -290,6 +298,151 @@ def test_fused_kernel_source_is_bit_identical_to_the_torch_ops(tmp_path):
             got = np.frombuffer((tmp_path / "out").read_bytes(), dtype=np.uint8)
             got = got.reshape(3, height, width).transpose(1, 2, 0) if planar else got.reshape(height, width, 3)
             assert np.array_equal(got, expected), (height, width, matrix, full, siting, bits, planar)
+
+
+_SWSCALE_HARNESS = _CUDA_ON_CPU + r"""
+@KERNEL@
+int main(int argc, char** argv) {  // in out height width planar y_offset y_coeff v2r u2g v2g u2b
+    const int h = atoi(argv[3]), w = atoi(argv[4]), planar = atoi(argv[5]);
+    int k[6];
+    for (int i = 0; i < 6; ++i) k[i] = atoi(argv[6 + i]);
+    const size_t n = (size_t)h * 3 / 2 * w, size = (size_t)h * w * 3;
+    std::vector<unsigned char> src(n), dst(size + 64, 0xA5);  // 64 guard bytes past the frame
+    FILE* f = fopen(argv[1], "rb");
+    if (fread(src.data(), 1, n, f) != n) return 2;
+    fclose(f);
+    blockDim = {32, 8, 1};  // the launch FusedSwscaleKernel makes: 32x8 threads over the 2x2 blocks
+    for (blockIdx.y = 0; blockIdx.y < (h / 2 + 7) / 8; ++blockIdx.y)
+        for (blockIdx.x = 0; blockIdx.x < (w / 2 + 31) / 32; ++blockIdx.x)
+            for (threadIdx.y = 0; threadIdx.y < 8; ++threadIdx.y)
+                for (threadIdx.x = 0; threadIdx.x < 32; ++threadIdx.x)
+                    nv12_to_rgb24_swscale((unsigned long long)src.data(), (unsigned long long)dst.data(), h, w,
+                                          planar, k[0], k[1], k[2], k[3], k[4], k[5]);
+    for (size_t i = size; i < dst.size(); ++i) if (dst[i] != 0xA5) return 3;  // wrote past the frame
+    f = fopen(argv[2], "wb");
+    fwrite(dst.data(), 1, size, f);
+    fclose(f);
+    return 0;
+}
+"""
+
+# values where swscale's arithmetic turns: the range limits, the chroma centre, 0 and 255
+_EDGE_SAMPLES = torch.tensor([0, 1, 15, 16, 17, 127, 128, 129, 234, 235, 236, 239, 240, 241, 254, 255])
+
+
+def _swscale_surface(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """A random NV12 surface, about half its samples edge values; 512x512 holds every (Cb, Cr) pair."""
+    rows = height * 3 // 2
+    values = torch.randint(0, 256, (rows, width), generator=generator, dtype=torch.int32)
+    edges = _EDGE_SAMPLES[torch.randint(0, len(_EDGE_SAMPLES), (rows, width), generator=generator)]
+    values = torch.where(torch.rand((rows, width), generator=generator) < 0.5, edges, values)
+    if (height, width) == (512, 512):
+        cb, cr = torch.meshgrid(torch.arange(256), torch.arange(256), indexing="ij")
+        values[height:] = torch.stack([cb, cr], dim=-1).reshape(256, 512)
+    return values.to(torch.uint8)
+
+
+def _build_twin(tmp_path: Path, harness: str, source: str) -> Path:
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler to build the kernel's CPU twin")
+    (tmp_path / "kernel.cpp").write_text(harness.replace("@KERNEL@", source))
+    binary = tmp_path / "kernel"
+    build = subprocess.run([compiler, "-O1", "-ffp-contract=off", "-fno-fast-math", "-std=c++14", "-o",
+                            str(binary), str(tmp_path / "kernel.cpp")], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    return binary
+
+
+def _run_swscale_twin(binary: Path, tmp_path: Path, surface: torch.Tensor, planar: int,
+                      params: tuple) -> np.ndarray:
+    height, width = surface.shape[0] * 2 // 3, surface.shape[1]
+    (tmp_path / "in").write_bytes(surface.numpy().tobytes())
+    run = subprocess.run([str(binary), str(tmp_path / "in"), str(tmp_path / "out"), str(height), str(width),
+                          str(planar), *(str(int(v)) for v in params)], capture_output=True)
+    assert run.returncode == 0, (run.returncode, run.stderr)
+    got = np.frombuffer((tmp_path / "out").read_bytes(), dtype=np.uint8)
+    return got.reshape(3, height, width).transpose(1, 2, 0) if planar else got.reshape(height, width, 3)
+
+
+def test_fused_swscale_kernel_source_is_bit_identical_to_swscale_nv12_to_rgb(tmp_path):
+    """The "torchvision" policy's CUDA kernel, compiled for the CPU and launched block by block as
+    CUDA would, gives exactly ``swscale_nv12_to_rgb``'s pixels: every matrix, both ranges, packed and
+    planar, widths that are no multiple of 16 or 64, every (Cb, Cr) pair; it never writes past the
+    frame. A constant 1.5% off is caught (the same check runs on the device before first use)."""
+    torch.set_num_threads(1)
+    binary = _build_twin(tmp_path, _SWSCALE_HARNESS, SWSCALE_KERNEL_SOURCE)
+    generator = torch.Generator().manual_seed(5)
+    sizes = [(38, 66), (16, 2), (2, 2), (2, 64), (4, 34), (240, 318), (512, 512)]
+    for (height, width), matrix, full in itertools.product(sizes, ["bt601", "bt709", "bt2020", "fcc",
+                                                                   "smpte240m"], [False, True]):
+        surface = _swscale_surface(height, width, generator)
+        expected = swscale_nv12_to_rgb(surface[:height], surface[height:], matrix=matrix, full_range=full).numpy()
+        params = swscale_kernel_params(matrix=matrix, full_range=full)
+        for planar in (0, 1):
+            got = _run_swscale_twin(binary, tmp_path, surface, planar, params)
+            assert np.array_equal(got, expected), (height, width, matrix, full, planar,
+                                                   int(np.abs(got.astype(int) - expected).max()))
+        if (height, width) == (512, 512):  # it sees any constant 1.5% off (+1 can change no pixel)
+            for i in range(len(params)):
+                wrong = tuple(v + (max(1, abs(v) // 64) if j == i else 0) for j, v in enumerate(params))
+                assert not np.array_equal(_run_swscale_twin(binary, tmp_path, surface, 0, wrong), expected), i
+
+
+def test_self_checks_accept_the_torch_ops_and_catch_a_wrong_kernel():
+    """The device self-checks' own code, run on the CPU with the torch ops standing in for a kernel."""
+    from gpuvio._backends._nvdec_color import _self_check
+
+    def as_kernel(convert, offset=0):
+        def kernel(surface, out):
+            out.copy_((convert(surface).int() + offset).clamp(0, 255))
+        return kernel
+
+    def swscale(surface):
+        height = surface.shape[0] * 2 // 3
+        return swscale_nv12_to_rgb(surface[:height], surface[height:], matrix="bt709")
+
+    def accurate(bits):
+        def convert(surface):
+            if surface.dtype == torch.int16:
+                surface = surface.to(torch.int32) & 0xFFFF
+            return nv12_batch_to_rgb(surface[None], matrix="bt709", bit_depth=bits)[0]
+        return convert
+
+    assert _self_check(as_kernel(swscale), _CPU, 8, swscale) is None
+    assert "differs" in _self_check(as_kernel(swscale, 1), _CPU, 8, swscale)
+    for bits in (8, 16):
+        assert _self_check(as_kernel(accurate(bits)), _CPU, bits, accurate(bits)) is None
+        assert "differs" in _self_check(as_kernel(accurate(bits), -1), _CPU, bits, accurate(bits))
+
+
+def test_fused_swscale_kernel_is_disabled_with_its_reason_when_its_check_fails(monkeypatch):
+    """Compiled once per device, and any failure (here: no CUDA device to check it on) means None, the
+    torch ops, and a reason in fused_kernel_status()."""
+    import types
+
+    from gpuvio._backends import _nvdec_color as color
+
+    for name in ("_fused", "_fused_labels", "_fused_reasons", "_modules"):
+        monkeypatch.setattr(color, name, {})
+    compiled = []
+
+    class RawModule:
+        def __init__(self, code, options):
+            compiled.append((code, options))
+
+        def get_function(self, name):
+            return lambda *args: None
+
+    fake = types.SimpleNamespace(RawModule=RawModule,
+                                 cuda=types.SimpleNamespace(Device=lambda i: contextlib.nullcontext()))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    for full in (False, True, False):
+        assert color.fused_swscale_kernel(torch.device("cuda", 0), matrix="bt709", full_range=full) is None
+    assert [code for code, _ in compiled] == [SWSCALE_KERNEL_SOURCE]
+    status = color.fused_kernel_status()
+    assert sorted(status) == ["cuda:0 torchvision bt709 full 8-bit", "cuda:0 torchvision bt709 limited 8-bit"]
+    assert all(reason and reason != "fused" for reason in status.values()), status
 
 
 @pytest.mark.parametrize("codec", ["h264", "hevc", "vp9"])
@@ -654,3 +807,37 @@ def test_cuda_conversion_kernels_agree(gpu_clips):
     assert torch.equal(out.cpu(), nv12_batch_to_rgb(nv12[:1], matrix="bt709")[0])
     gpuvio.read_video(gpu_clips["vp9"], device="cuda")
     assert all(v == "fused" for v in fused_kernel_status().values()), fused_kernel_status()
+
+
+@pytest.mark.cuda("nvdec")
+def test_cuda_swscale_kernel_matches_the_torch_ops(gpu_clips, monkeypatch):
+    """The "torchvision" policy's fused kernel passed its self-check, gives swscale_nv12_to_rgb's
+    bits (packed and planar) on 1080p and odd-multiple sizes, and read_video gives the same frames
+    with it as with the torch ops (GPUVIO_NVDEC_FUSED=0)."""
+    from gpuvio._backends._nvdec_color import fused_kernel_status, fused_swscale_kernel
+
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        pytest.skip("CuPy is not installed: the torch ops convert (slower)")
+    generator = torch.Generator().manual_seed(13)
+    surfaces = [_swscale_surface(h, w, generator) for h, w in ((1080, 1920), (512, 512), (38, 66), (240, 318))]
+    for matrix, full in itertools.product(["bt601", "bt709", "bt2020"], [False, True]):
+        kernel = fused_swscale_kernel(torch.device("cuda", 0), matrix=matrix, full_range=full)
+        assert kernel is not None, fused_kernel_status()
+        for surface in surfaces:
+            height, width = surface.shape[0] * 2 // 3, surface.shape[1]
+            expected = swscale_nv12_to_rgb(surface[:height], surface[height:], matrix=matrix, full_range=full)
+            on_gpu = surface.cuda()
+            assert torch.equal(swscale_nv12_to_rgb(on_gpu[:height], on_gpu[height:], matrix=matrix,
+                                                   full_range=full).cpu(), expected)
+            for out in (torch.empty((height, width, 3), dtype=torch.uint8, device="cuda"),
+                        torch.empty((3, height, width), dtype=torch.uint8, device="cuda").permute(1, 2, 0)):
+                kernel(on_gpu, out)
+                assert torch.equal(out.cpu(), expected), (matrix, full, width, height, out.is_contiguous())
+    fused = gpuvio.read_video(gpu_clips["h264"], device="cuda")[0]
+    status = {k: v for k, v in fused_kernel_status().items() if " torchvision " in k}
+    assert status and all(v == "fused" for v in status.values()), status
+    monkeypatch.setenv("GPUVIO_NVDEC_FUSED", "0")
+    assert torch.equal(fused, gpuvio.read_video(gpu_clips["h264"], device="cuda")[0])
+    _assert_close(fused, gpuvio.read_video(gpu_clips["h264"])[0])

@@ -12,20 +12,29 @@ Two implementations of the same arithmetic:
   has found it bit-identical to :func:`nv12_batch_to_rgb` for that colour setting; otherwise the
   torch ops are used and the reason is recorded (:func:`fused_kernel_status`).
 
+The default "torchvision" policy (PyAV's ``to_rgb()``, :mod:`gpuvio._swscale_rgb`) has a fused
+kernel of its own for 8-bit NV12, :class:`FusedSwscaleKernel`: swscale's SSSE3 unscaled converter
+(nearest chroma, ``pmulhw`` products), integer arithmetic only, with the constants of
+:func:`gpuvio._swscale_rgb.coefficients` as parameters. It is self-checked the same way, against
+:func:`gpuvio._swscale_rgb.swscale_nv12_to_rgb` (:func:`fused_swscale_kernel`). P016 surfaces
+(10/12-bit, swscale's general scaler) keep the torch ops.
+
 Nothing here imports CuPy or touches CUDA until a fused kernel is asked for.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from .._forksafe import ForkSafeLock
 from .._color import _COEFFICIENTS, Matrix, Siting, yuv_to_rgb
+from .._swscale_rgb import SwsMatrix, coefficients, swscale_nv12_to_rgb
 
-__all__ = ["KERNEL_SOURCE", "FusedNv12Kernel", "color_constants", "fused_kernel", "fused_kernel_status",
-           "kernel_params", "nv12_batch_to_rgb"]
+__all__ = ["KERNEL_SOURCE", "SWSCALE_KERNEL_SOURCE", "FusedNv12Kernel", "FusedSwscaleKernel",
+           "color_constants", "fused_kernel", "fused_kernel_status", "fused_swscale_kernel",
+           "kernel_params", "nv12_batch_to_rgb", "swscale_kernel_params"]
 
 
 def color_constants(matrix: Matrix, full_range: bool, bit_depth: int) -> dict[str, float]:
@@ -156,7 +165,44 @@ ENTRY(nv12_to_rgb24, unsigned char)
 ENTRY(p016_to_rgb24, unsigned short)
 """
 
+# The "torchvision" policy on 8-bit NV12: swscale's ff_yuv_420_rgb24_ssse3, as
+# gpuvio._swscale_rgb._simd_rgb computes it. One thread per 2x2 block of luma, which shares one
+# chroma sample (swscale takes the nearest, whatever the siting). Integers only; the products fit
+# int32 (|a| < 2^11, |b| < 2^15) and ``>> 16`` must floor negative values like torch's ``>>``.
+SWSCALE_KERNEL_SOURCE = r"""
+static_assert((-3 >> 1) == -2, "signed >> must be an arithmetic (flooring) shift");
+
+// pmulhw without the 16-bit lanes: (a * b) >> 16, floored, no rounding term
+__device__ __forceinline__ int mulhi(int a, int b) { return (a * b) >> 16; }
+__device__ __forceinline__ unsigned char clip8(int x) { return (unsigned char)min(max(x, 0), 255); }
+
+extern "C" __global__ void nv12_to_rgb24_swscale(
+        unsigned long long src_ptr, unsigned long long dst_ptr, int height, int width, int planar,
+        int y_offset, int y_coeff, int v2r, int u2g, int v2g, int u2b) {
+    const int cx = blockIdx.x * blockDim.x + threadIdx.x;  // chroma column and row
+    const int cy = blockIdx.y * blockDim.y + threadIdx.y;
+    if (2 * cx >= width || 2 * cy >= height) return;
+    const unsigned char* src = (const unsigned char*)src_ptr;
+    const unsigned char* uv = src + (long long)(height + cy) * width + 2 * cx;
+    const int u = (uv[0] << 3) - 1024, v = (uv[1] << 3) - 1024;
+    const int r_c = mulhi(v, v2r), g_c = mulhi(u, u2g) + mulhi(v, v2g), b_c = mulhi(u, u2b);
+    // planar: [3, H, W] (channels first); else interleaved [H, W, 3]
+    const long long step = planar ? (long long)height * width : 1;
+    for (int dy = 0; dy < 2; ++dy) {
+        for (int dx = 0; dx < 2; ++dx) {
+            const long long i = (long long)(2 * cy + dy) * width + 2 * cx + dx;
+            const int yy = mulhi((src[i] << 3) - y_offset, y_coeff);
+            unsigned char* dst = (unsigned char*)dst_ptr + i * (planar ? 1 : 3);
+            dst[0] = clip8(yy + r_c);
+            dst[step] = clip8(yy + g_c);
+            dst[2 * step] = clip8(yy + b_c);
+        }
+    }
+}
+"""
+
 _BLOCK = (32, 8, 1)
+_SOURCES = {"accurate": (KERNEL_SOURCE, ("--fmad=false",)), "torchvision": (SWSCALE_KERNEL_SOURCE, ())}
 
 
 def kernel_params(*, matrix: Matrix, full_range: bool, bit_depth: int, siting: Siting) -> tuple[Any, ...]:
@@ -174,7 +220,44 @@ def kernel_params(*, matrix: Matrix, full_range: bool, bit_depth: int, siting: S
             f32(c["g_u"]), f32(c["g_v"]), f32(c["b_u"]))
 
 
-class FusedNv12Kernel:
+def swscale_kernel_params(*, matrix: SwsMatrix, full_range: bool) -> tuple[Any, ...]:
+    """The swscale kernel's arguments after ``(src, dst, height, width, planar)``: int32 scalars."""
+    import numpy as np
+
+    k = coefficients(matrix, bool(full_range))
+    return tuple(np.int32(c) for c in (k.simd_y_offset, k.y_coeff, k.v2r, k.u2g, k.v2g, k.u2b))
+
+
+class _Launcher:
+    """Runs a CuPy kernel over a surface on torch's current stream of the surface's device."""
+
+    def __init__(self) -> None:
+        self._streams: dict[int, Any] = {}  # torch stream handle -> cupy ExternalStream
+
+    @staticmethod
+    def _layout(surface: torch.Tensor, out: torch.Tensor) -> tuple[int, int, bool]:
+        """``(height, width, planar)`` of a valid surface and destination, else ValueError."""
+        rows, width = surface.shape
+        height = rows * 2 // 3
+        planar = not out.is_contiguous() and out.permute(2, 0, 1).is_contiguous()
+        if not (surface.is_contiguous() and out.shape == (height, width, 3) and (planar or out.is_contiguous())):
+            raise ValueError("fused conversion needs a contiguous [H*3/2, W] surface and an [H, W, 3] "
+                             "destination stored as [H, W, 3] or [3, H, W]")
+        return height, width, planar
+
+    def _launch(self, kernel: Any, grid: tuple[int, int, int], surface: torch.Tensor, args: tuple[Any, ...]) -> None:
+        import cupy
+
+        handle = torch.cuda.current_stream(surface.device).cuda_stream
+        stream = self._streams.get(handle)
+        if stream is None:
+            stream = self._streams[handle] = (cupy.cuda.Stream.null if handle == 0 else
+                                              cupy.cuda.ExternalStream(handle, surface.device.index))
+        with cupy.cuda.Device(surface.device.index), stream:
+            kernel(grid, _BLOCK, args)
+
+
+class FusedNv12Kernel(_Launcher):
     """The fused NV12/P016 -> RGB24 kernel for one colour setting (CuPy ``RawKernel``).
 
     Call :meth:`__call__` with a contiguous surface ``Tensor[H * 3 // 2, W]`` (uint8 NV12, or the
@@ -185,56 +268,84 @@ class FusedNv12Kernel:
 
     def __init__(self, module: Any, *, matrix: Matrix, full_range: bool, bit_depth: int,
                  siting: Siting) -> None:
+        super().__init__()
         self._nv12 = module.get_function("nv12_to_rgb24")
         self._p016 = module.get_function("p016_to_rgb24")
         self._params = kernel_params(matrix=matrix, full_range=full_range, bit_depth=bit_depth, siting=siting)
         self.key = (matrix, bool(full_range), int(bit_depth), siting)
-        self._streams: dict[int, Any] = {}  # torch stream handle -> cupy ExternalStream
 
     def __call__(self, surface: torch.Tensor, out: torch.Tensor) -> None:
-        import cupy
         import numpy as np
 
-        rows, width = surface.shape
-        height = rows * 2 // 3
-        planar = not out.is_contiguous() and out.permute(2, 0, 1).is_contiguous()
-        if not (surface.is_contiguous() and out.shape == (height, width, 3) and (planar or out.is_contiguous())):
-            raise ValueError("fused conversion needs a contiguous [H*3/2, W] surface and an [H, W, 3] "
-                             "destination stored as [H, W, 3] or [3, H, W]")
+        height, width, planar = self._layout(surface, out)
         kernel = self._nv12 if surface.element_size() == 1 else self._p016
         grid = ((width + _BLOCK[0] - 1) // _BLOCK[0], (height + _BLOCK[1] - 1) // _BLOCK[1], 1)
-        handle = torch.cuda.current_stream(surface.device).cuda_stream
-        stream = self._streams.get(handle)
-        if stream is None:
-            stream = self._streams[handle] = (cupy.cuda.Stream.null if handle == 0 else
-                                              cupy.cuda.ExternalStream(handle, surface.device.index))
-        with cupy.cuda.Device(surface.device.index), stream:
-            kernel(grid, _BLOCK, (np.uint64(surface.data_ptr()), np.uint64(out.data_ptr()),
-                                  np.int32(height), np.int32(width), np.int32(planar), *self._params))
+        self._launch(kernel, grid, surface, (np.uint64(surface.data_ptr()), np.uint64(out.data_ptr()),
+                                             np.int32(height), np.int32(width), np.int32(planar), *self._params))
+
+
+class FusedSwscaleKernel(_Launcher):
+    """The fused "torchvision" policy kernel for 8-bit NV12 of even size (CuPy ``RawKernel``):
+    :func:`gpuvio._swscale_rgb.swscale_nv12_to_rgb` of one surface. Called like
+    :class:`FusedNv12Kernel`, with a uint8 surface only."""
+
+    def __init__(self, module: Any, *, matrix: SwsMatrix, full_range: bool) -> None:
+        super().__init__()
+        self._kernel = module.get_function("nv12_to_rgb24_swscale")
+        self._params = swscale_kernel_params(matrix=matrix, full_range=full_range)
+        self.key = (matrix, bool(full_range))
+
+    def __call__(self, surface: torch.Tensor, out: torch.Tensor) -> None:
+        import numpy as np
+
+        height, width, planar = self._layout(surface, out)
+        if surface.dtype != torch.uint8 or height % 2 or width % 2:
+            raise ValueError(f"the swscale kernel converts 8-bit NV12 of even size; got {surface.dtype} "
+                             f"{width}x{height}")
+        half = (width // 2 + _BLOCK[0] - 1) // _BLOCK[0], (height // 2 + _BLOCK[1] - 1) // _BLOCK[1], 1
+        self._launch(self._kernel, half, surface, (np.uint64(surface.data_ptr()), np.uint64(out.data_ptr()),
+                                                   np.int32(height), np.int32(width), np.int32(planar),
+                                                   *self._params))
 
 
 _fused_lock = ForkSafeLock()
-_fused: dict[tuple[Any, ...], FusedNv12Kernel | None] = {}
+_fused: dict[tuple[Any, ...], Any] = {}       # key -> self-checked kernel, or None
+_fused_labels: dict[tuple[Any, ...], str] = {}
 _fused_reasons: dict[tuple[Any, ...], str] = {}
-_modules: dict[int, Any] = {}
+_modules: dict[tuple[int, str], Any] = {}      # (device, policy) -> compiled cupy.RawModule
 
 
-def _self_check(kernel: FusedNv12Kernel, device: torch.device, bit_depth: int) -> str | None:
-    """Compare the kernel with the torch ops on random surfaces; None when bit-identical."""
+_EXTREMES = torch.tensor([0, 0, 255, 255, 0, 255, 255, 0, 16, 240, 235, 16], dtype=torch.uint8)
+
+
+def _random_surfaces(bit_depth: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(surface as the decoder stores it, the same samples for the torch ops) pairs, with extremes."""
     generator = torch.Generator(device="cpu").manual_seed(1234)
+    pairs = []
     for height, width in ((38, 66), (16, 2), (2, 64)):
         rows = height * 3 // 2
         if bit_depth == 8:
             cpu = torch.randint(0, 256, (rows, width), generator=generator, dtype=torch.int32).to(torch.uint8)
-            cpu[0, :4] = torch.tensor([0, 16, 235, 255], dtype=torch.uint8)
-            reference_input = cpu
+            # extremes on the first two luma rows and the first chroma row: (U, V) at the corners
+            extremes = _EXTREMES[torch.arange(width) % len(_EXTREMES)]
+            cpu[0], cpu[1], cpu[height] = extremes, 255 - extremes, extremes
+            pairs.append((cpu, cpu))
         else:
             reference_input = torch.randint(0, 65536, (rows, width), generator=generator, dtype=torch.int32)
             # the same 16-bit patterns as the decoder's P016 buffer holds them (read back as unsigned)
             cpu = torch.where(reference_input > 32767, reference_input - 65536, reference_input).to(torch.int16)
+            pairs.append((cpu, reference_input))
+    return pairs
+
+
+def _self_check(kernel: Any, device: torch.device, bit_depth: int,
+                reference: Callable[[torch.Tensor], torch.Tensor]) -> str | None:
+    """Compare the kernel with the torch ops (``reference``: surface -> [H, W, 3]) on random
+    surfaces; None when bit-identical."""
+    for cpu, reference_input in _random_surfaces(bit_depth):
+        height, width = cpu.shape[0] * 2 // 3, cpu.shape[1]
         surface = cpu.to(device)
-        expected = nv12_batch_to_rgb(reference_input.to(device)[None], matrix=kernel.key[0],
-                                     full_range=kernel.key[1], bit_depth=bit_depth, siting=kernel.key[3])[0]
+        expected = reference(reference_input.to(device))
         for out in (torch.empty((height, width, 3), dtype=torch.uint8, device=device),
                     torch.empty((3, height, width), dtype=torch.uint8, device=device).permute(1, 2, 0)):
             kernel(surface, out)
@@ -242,6 +353,39 @@ def _self_check(kernel: FusedNv12Kernel, device: torch.device, bit_depth: int) -
                 diff = (out.int() - expected.int()).abs().max().item()
                 return f"fused kernel differs from the torch ops by up to {diff} at {width}x{height}"
     return None
+
+
+def _checked(key: tuple[Any, ...], label: str, policy: str, make: Callable[[Any], Any],
+             check: Callable[[Any, torch.device], str | None]) -> Any:
+    """The cached kernel for ``key`` (device index first): compiled once per device and policy,
+    built by ``make(module)``, kept only if ``check(kernel, device)`` finds nothing (None)."""
+    with _fused_lock:
+        if key in _fused:
+            return _fused[key]
+        kernel = None
+        try:
+            import cupy
+
+            module = _modules.get((key[0], policy))
+            if module is None:
+                source, options = _SOURCES[policy]
+                with cupy.cuda.Device(key[0]):
+                    module = cupy.RawModule(code=source, options=options)
+                _modules[(key[0], policy)] = module
+            kernel = make(module)
+            reason = check(kernel, torch.device("cuda", key[0]))
+        except Exception as exc:  # an optional accelerator: any failure means "use the torch ops"
+            reason = f"{type(exc).__name__}: {exc}"
+        if reason is not None:
+            kernel = None
+            _fused_reasons[key] = reason
+        _fused[key] = kernel
+        _fused_labels[key] = label
+        return kernel
+
+
+def _device_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 def fused_kernel(device: torch.device, *, matrix: Matrix, full_range: bool, bit_depth: int,
@@ -252,35 +396,38 @@ def fused_kernel(device: torch.device, *, matrix: Matrix, full_range: bool, bit_
     :func:`nv12_batch_to_rgb` on the device; any failure (no CuPy, compile error, a single
     differing pixel) disables it for that setting, with the reason in :func:`fused_kernel_status`.
     """
-    key = (device.index if device.index is not None else torch.cuda.current_device(), matrix,
-           bool(full_range), int(bit_depth), siting)
-    with _fused_lock:
-        if key in _fused:
-            return _fused[key]
-        kernel: FusedNv12Kernel | None = None
-        try:
-            import cupy
+    key = (_device_index(device), matrix, bool(full_range), int(bit_depth), siting)
+    label = f"cuda:{key[0]} {matrix} {'full' if full_range else 'limited'} {bit_depth}-bit {siting}"
 
-            module = _modules.get(key[0])
-            if module is None:
-                with cupy.cuda.Device(key[0]):
-                    module = cupy.RawModule(code=KERNEL_SOURCE, options=("--fmad=false",))
-                _modules[key[0]] = module
-            kernel = FusedNv12Kernel(module, matrix=matrix, full_range=full_range, bit_depth=bit_depth,
-                                     siting=siting)
-            reason = _self_check(kernel, torch.device("cuda", key[0]), bit_depth)
-        except Exception as exc:  # an optional accelerator: any failure means "use the torch ops"
-            reason = f"{type(exc).__name__}: {exc}"
-        if reason is not None:
-            kernel = None
-            _fused_reasons[key] = reason
-        _fused[key] = kernel
-        return kernel
+    def reference(surface: torch.Tensor) -> torch.Tensor:
+        return nv12_batch_to_rgb(surface[None], matrix=matrix, full_range=full_range, bit_depth=bit_depth,
+                                 siting=siting)[0]
+
+    return _checked(key, label, "accurate",
+                    lambda module: FusedNv12Kernel(module, matrix=matrix, full_range=full_range,
+                                                   bit_depth=bit_depth, siting=siting),
+                    lambda kernel, dev: _self_check(kernel, dev, bit_depth, reference))
+
+
+def fused_swscale_kernel(device: torch.device, *, matrix: SwsMatrix,
+                         full_range: bool) -> FusedSwscaleKernel | None:
+    """:func:`fused_kernel` for the "torchvision" policy on 8-bit NV12: checked against
+    :func:`gpuvio._swscale_rgb.swscale_nv12_to_rgb` on the device, None on any failure."""
+    key = (_device_index(device), "torchvision", matrix, bool(full_range))
+    label = f"cuda:{key[0]} torchvision {matrix} {'full' if full_range else 'limited'} 8-bit"
+
+    def reference(surface: torch.Tensor) -> torch.Tensor:
+        height = surface.shape[0] * 2 // 3
+        return swscale_nv12_to_rgb(surface[:height], surface[height:], matrix=matrix, full_range=full_range)
+
+    return _checked(key, label, "torchvision",
+                    lambda module: FusedSwscaleKernel(module, matrix=matrix, full_range=full_range),
+                    lambda kernel, dev: _self_check(kernel, dev, 8, reference))
 
 
 def fused_kernel_status() -> dict[str, str]:
-    """For each colour setting tried so far: ``"fused"`` or why the torch ops are used instead."""
+    """For each colour setting tried so far (both policies): ``"fused"`` or why the torch ops are
+    used instead."""
     with _fused_lock:
-        return {f"cuda:{k[0]} {k[1]} {'full' if k[2] else 'limited'} {k[3]}-bit {k[4]}":
-                ("fused" if v is not None else _fused_reasons.get(k, "unavailable"))
+        return {_fused_labels[k]: ("fused" if v is not None else _fused_reasons.get(k, "unavailable"))
                 for k, v in _fused.items()}

@@ -513,7 +513,8 @@ def _batch_size(plan: StreamPlan) -> int:
 class SurfaceConverter:
     """Turns surfaces into RGB ``Tensor[H, W, 3]`` uint8 frames, on the session's stream.
 
-    With the fused kernel (GPU, self-checked) each surface is converted straight into its
+    With a fused kernel (GPU, self-checked: the "accurate" policy, or the "torchvision" one on
+    8-bit surfaces) each surface is converted straight into its
     destination. Otherwise surfaces are copied into a staging batch and converted together with
     :func:`nv12_batch_to_rgb` (:meth:`flush`, called automatically when the batch is full).
     Call :meth:`flush` before the destinations are read.
@@ -524,13 +525,19 @@ class SurfaceConverter:
         self.plan = plan
         self.device = device
         self.color = color
-        self._fused = None
-        # GPUVIO_NVDEC_FUSED=0 forces the torch ops (to compare, or to rule the kernel out); the
-        # fused kernel computes the "accurate" policy only: swscale's arithmetic runs as torch ops
-        if allow_fused and device.type == "cuda" and color == "accurate" \
-                and os.environ.get("GPUVIO_NVDEC_FUSED", "1") != "0":
-            self._fused = fused_kernel(device, matrix=plan.matrix, full_range=plan.full_range,
-                                       bit_depth=plan.surface_bits, siting=plan.siting)
+        self._fused: Any = None  # a FusedNv12Kernel or FusedSwscaleKernel
+        # GPUVIO_NVDEC_FUSED=0 forces the torch ops (to compare, or to rule the kernels out). The
+        # "torchvision" kernel is swscale's 8-bit unscaled converter, what even-sized progressive
+        # NV12 (all the plans accept) gets; P016 goes through swscale's general scaler: torch ops
+        if allow_fused and device.type == "cuda" and os.environ.get("GPUVIO_NVDEC_FUSED", "1") != "0":
+            if color == "accurate":
+                self._fused = fused_kernel(device, matrix=plan.matrix, full_range=plan.full_range,
+                                           bit_depth=plan.surface_bits, siting=plan.siting)
+            elif color == "torchvision" and plan.surface_bits == 8:
+                from ._nvdec_color import fused_swscale_kernel
+
+                self._fused = fused_swscale_kernel(device, matrix=plan.sws_matrix,
+                                                   full_range=plan.sws_full_range)
         self._staging: torch.Tensor | None = None
         self._targets: list[torch.Tensor] = []
         self._size = _batch_size(plan)
