@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import itertools
 import math
 import weakref
 from collections import deque
@@ -32,7 +31,8 @@ __all__ = ["FrameIndex", "PyAVVideoSource", "frame_with_pts", "stream_metadata"]
 
 # how far back (seconds) the successive retries of a seek that landed after its target go
 _SEEK_BACKOFF = (1.0, 4.0, 16.0)
-# packed B-frames (DivX) come out of the decoder up to one frame out of order
+# packed B-frames (DivX): the decoder gives the frames in display order, but the timestamps the
+# AVI attaches to them come up to one frame out of order
 _REORDER_WINDOW = 2
 # a packet the decoder rejects is skipped (FFmpeg's own tools do the same); this many in a row
 # mean the data is not video the decoder can read
@@ -103,15 +103,21 @@ def _decode(container: Any, stream: Any) -> Iterator[Any]:
 
 
 class _Frames:
-    """Decoded frames of one stream from the current position: push-back, reordering, errors."""
+    """Decoded frames of one stream from the current position: push-back, timestamps, errors.
+
+    With ``reorder`` (packed DivX B-frames), frames keep the decoder's order, which is the
+    display order (consecutive frames differ least that way), and take the timestamps of a window
+    of ``reorder + 1`` frames in sorted order: so pts increase, as torchvision's VideoReader gives
+    the frames, and random access by pts agrees with sequential reading.
+    """
 
     def __init__(self, container: Any, stream: Any, reorder: int, *, from_start: bool = False) -> None:
         self._decoded = _decode(container, stream)
         # raw streams carry no timestamps: number the frames, when decoding from the start
         self._fill = PtsFiller(stream) if from_start else None
         self._reorder = reorder
-        self._heap: list[tuple[int, int, Any]] = []
-        self._count = itertools.count()
+        self._queue: deque[Any] = deque()  # frames in decoder order
+        self._heap: list[int] = []  # their timestamps
         self._back: list[Any] = []
 
     def _pull(self) -> Any:
@@ -127,15 +133,18 @@ class _Frames:
             return self._back.pop()
         if not self._reorder:
             return self._pull()
-        while len(self._heap) <= self._reorder:
+        while len(self._queue) <= self._reorder:
             try:
                 frame = self._pull()
             except StopIteration:
                 break
-            heapq.heappush(self._heap, (frame.pts, next(self._count), frame))
-        if not self._heap:
+            self._queue.append(frame)
+            heapq.heappush(self._heap, frame.pts)
+        if not self._queue:
             raise StopIteration
-        return heapq.heappop(self._heap)[2]
+        frame = self._queue.popleft()
+        frame.pts = heapq.heappop(self._heap)
+        return frame
 
     @classmethod
     def empty(cls) -> _Frames:
@@ -143,7 +152,7 @@ class _Frames:
         frames = cls.__new__(cls)
         frames._decoded, frames._reorder, frames._heap, frames._back = iter(()), 0, [], []
         frames._fill = None
-        frames._count = itertools.count()
+        frames._queue = deque()
         return frames
 
     def push_back(self, frame: Any) -> None:

@@ -20,11 +20,19 @@ import gpuvio
 from gpuvio.data import VideoClipDataset
 
 
-def _to_rgb_frames(path: Path) -> tuple[list[float], torch.Tensor]:
+def _to_rgb_frames(path: Path, *, by_pts: bool = True) -> tuple[list[float], torch.Tensor]:
+    """Sorted seconds and ``Tensor[T, H, W, 3]`` of PyAV's full decode, converted by ``to_rgb()``.
+
+    ``by_pts``: frames sorted by their timestamps, as torchvision 0.8's read_video sorted them;
+    else in the decoder's order, as its VideoReader gave them. (They differ only for packed DivX
+    B-frames, whose AVI timestamps come out of order while the frames do not.)
+    """
     with av.open(str(path), metadata_errors="ignore") as container:
         stream = container.streams.video[0]
-        frames = sorted((f for f in container.decode(stream) if f.pts is not None), key=lambda f: f.pts)
-        seconds = [float(f.pts * stream.time_base) for f in frames]
+        frames = [f for f in container.decode(stream) if f.pts is not None]
+        seconds = sorted(float(f.pts * stream.time_base) for f in frames)
+    if by_pts:
+        frames.sort(key=lambda f: f.pts)
     return seconds, torch.stack([torch.from_numpy(f.to_rgb().to_ndarray()) for f in frames])
 
 
@@ -67,8 +75,11 @@ def test_every_entry_point_gives_to_rgb_pixels(clips, key):
     assert torch.equal(tchw, expected.permute(0, 3, 1, 2))
     assert torch.equal(gpuvio.decode_videos([str(path)], device="cpu")[0], expected)
 
+    seconds, expected = _to_rgb_frames(path, by_pts=False)
     reader = gpuvio.VideoReader(str(path))
-    frames = [f["data"] for f in reader]
+    decoded = list(reader)
+    frames = [f["data"] for f in decoded]
+    assert [f["pts"] for f in decoded] == seconds  # in order, whatever the container's labels
     assert torch.equal(torch.stack(frames), expected.permute(0, 3, 1, 2))
     picks = [len(expected) - 1, 0, len(expected) // 2, 0]
     assert torch.equal(reader.get_frames_at(picks), expected[picks].permute(0, 3, 1, 2))

@@ -42,15 +42,19 @@ def accurate_rgb(frame: Any) -> np.ndarray:
 
 
 class Decoded:
-    """A full decode of one stream with PyAV: frames sorted by pts, their seconds and keyframes."""
+    """A full decode of one stream with PyAV: frames, their timestamps (sorted), seconds and keyframes.
+
+    Frames stay in the decoder's order, which is the display order; their timestamps are sorted.
+    The two orders only differ for packed DivX B-frames, whose AVI timestamps come out of order.
+    """
 
     def __init__(self, path: Path | str, kind: str = "video", index: int = 0) -> None:
         with av.open(str(path), metadata_errors="ignore") as container:
             stream = getattr(container.streams, kind)[index]
-            frames = sorted((f for f in container.decode(stream) if f.pts is not None), key=lambda f: f.pts)
+            frames = [f for f in container.decode(stream) if f.pts is not None]
             self.time_base = stream.time_base
         self.frames = frames
-        self.pts = [f.pts for f in frames]
+        self.pts = sorted(f.pts for f in frames)
         self.seconds = [float(p * self.time_base) for p in self.pts]
         self.keyframe_seconds = [s for s, f in zip(self.seconds, frames) if f.key_frame]
 
