@@ -370,13 +370,15 @@ def run(rec: Recorder, *, dry_run: bool = False, workdir: str | os.PathLike[str]
     reported: set[str] = set()
 
     def check_fused() -> None:
-        """``fused_kernel_used``: every colour setting the 'accurate' reads tried got the fused kernel."""
+        """``fused_kernel_used``: every colour setting the reads tried got its fused kernel (the
+        'accurate' kernel, and the 'torchvision' one on 8-bit surfaces; 10/12-bit 'torchvision'
+        reads run the torch ops and try none)."""
         from gpuvio._backends._nvdec_color import fused_kernel_status
 
         status = fused_kernel_status()
         if not status and "fused kernel: none tried" not in reported:
             reported.add("fused kernel: none tried")
-            rec.error("fused kernel", "no 'accurate' read tried the fused kernel (fused_kernel_status() is empty)")
+            rec.error("fused kernel", "no read tried a fused kernel (fused_kernel_status() is empty)")
         if "fused_kernel_used" not in {r["name"] for r in rec.results}:
             rec.add("fused_kernel_used", float(bool(status) and all(v == "fused" for v in status.values())), "bool")
         for key, value in status.items():
