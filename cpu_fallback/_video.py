@@ -211,8 +211,6 @@ def seek_to_range(container: Any, stream: Any, start: Any, buffer: bool, open_fr
     with ``pts``) from the current position; ``before_seek()`` runs before each retry (e.g. to
     reset the decoder the last try fed). The frames returned include the first one, already taken.
     """
-    import av
-
     first_pts = stream.start_time  # the stream's first frame: nothing can come before it
     floor = first_pts if first_pts is not None else 0
     preroll = _preroll(stream)
@@ -227,21 +225,37 @@ def seek_to_range(container: Any, stream: Any, start: Any, buffer: bool, open_fr
                 return None  # as far back as the start: decode from there
             if before_seek is not None:
                 before_seek()
-        try:
-            container.seek(int(math.floor(offset)), any_frame=False, backward=True, stream=stream)
-        except av.FFmpegError:
+        peeked = _seek_and_peek(container, stream, int(math.floor(offset)), open_frames)
+        if peeked is _SEEK_FAILED:
             return None
-        frames = iter(open_frames())
-        try:
-            first = next(frames)
-        except (StopIteration, av.FFmpegError):
-            _close(frames)
+        if peeked is None:
             continue  # nothing there (some demuxers seek to the end): go further back
+        first, frames = peeked
         pts = first.pts
         if pts is not None and (pts <= need or (first_pts is not None and pts <= first_pts)):
             return _prepend(first, frames)
         _close(frames)
     return None
+
+
+_SEEK_FAILED = object()
+
+
+def _seek_and_peek(container: Any, stream: Any, offset: int, open_frames: Callable[[], Any]) -> Any:
+    """Seek to ``offset`` and take the first decoded frame: ``(first, frames)``; None when no
+    frame came out; ``_SEEK_FAILED`` when the container cannot seek."""
+    import av
+
+    try:
+        container.seek(offset, any_frame=False, backward=True, stream=stream)
+    except av.FFmpegError:
+        return _SEEK_FAILED
+    frames = iter(open_frames())
+    try:
+        return next(frames), frames
+    except (StopIteration, av.FFmpegError):
+        _close(frames)
+        return None
 
 
 def rewind(container: Any, stream: Any, open_frames: Callable[[], Any],
@@ -252,23 +266,17 @@ def rewind(container: Any, stream: Any, open_frames: Callable[[], Any],
     frame is not the stream's first, since MPEG-TS lands after its target) and checks it; None
     when the container cannot seek or never gets back there. Arguments as :func:`seek_to_range`.
     """
-    import av
-
     first_pts = stream.start_time
     target = min(first_pts if first_pts is not None else 0, 0)
     for i, backoff in enumerate((0.0, *SEEK_BACKOFF)):
         if i and before_seek is not None:
             before_seek()
-        try:
-            container.seek(target - int(backoff / stream.time_base), any_frame=False, backward=True, stream=stream)
-        except av.FFmpegError:
+        peeked = _seek_and_peek(container, stream, target - int(backoff / stream.time_base), open_frames)
+        if peeked is _SEEK_FAILED:
             return None
-        frames = iter(open_frames())
-        try:
-            first = next(frames)
-        except (StopIteration, av.FFmpegError):
-            _close(frames)
+        if peeked is None:
             continue
+        first, frames = peeked
         if first_pts is None or (first.pts is not None and first.pts <= first_pts):
             return _prepend(first, frames)
         _close(frames)

@@ -21,6 +21,7 @@ import torch
 
 import gpuvio
 from gpuvio import _forksafe
+from worker_cases import frames as _take
 
 CASES = Path(__file__).with_name("worker_cases.py")
 
@@ -78,15 +79,6 @@ def test_dataloader_workers_match_the_parent(media, method, kind):
 
 
 # ------------------------------------------------------------------------------ pickling
-def _take(reader: gpuvio.VideoReader, count: int) -> list[tuple[float, torch.Tensor]]:
-    out = []
-    for frame in reader:
-        out.append((frame["pts"], frame["data"]))
-        if len(out) == count:
-            break
-    return out
-
-
 def _assert_same(a, b):
     assert [p for p, _ in a] == [p for p, _ in b]
     for (_, x), (_, y) in zip(a, b):
