@@ -156,6 +156,8 @@ class VideoReader:
         source, num_threads, device, backend = self._args
         if isinstance(source, memoryview):
             source = source.tobytes()
+        elif isinstance(source, str):
+            source = os.path.abspath(source)  # the unpickling process may run elsewhere
         kind, _, index = self._stream.partition(":")
         return {"source": source, "stream": (kind, int(index)), "num_threads": num_threads,
                 "device": device, "backend": backend, "color": self._color, "position": self._position}

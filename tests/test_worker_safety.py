@@ -105,6 +105,13 @@ def test_reader_pickles_at_its_position(media, source_kind, position):
     assert torch.equal(copy.get_frames_at([3, 1]), reader.get_frames_at([3, 1]))
 
 
+def test_a_reader_opened_by_a_relative_path_unpickles_elsewhere(media, tmp_path, monkeypatch):
+    monkeypatch.chdir(media)
+    data = pickle.dumps(gpuvio.VideoReader("clip.mp4"))
+    monkeypatch.chdir(tmp_path)
+    assert next(pickle.loads(data))["pts"] == 0.0
+
+
 def test_audio_reader_pickles_at_its_position(media):
     reader = gpuvio.VideoReader(str(media / "clip.mp4"), "audio")
     _take(reader, 3)
