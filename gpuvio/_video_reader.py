@@ -113,8 +113,12 @@ class VideoReader:
         self._peeked: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ worker processes
-    def _reader(self) -> Any:
-        """The backend reader, reopened first when this process is a fork of the one that made it."""
+    def _reader(self, *, resume: bool = False) -> Any:
+        """The backend reader, reopened first when this process is a fork of the one that made it.
+
+        ``resume``: also put it back at the position the parent (or the pickled reader) was at;
+        only reading the next frame needs that (random access and metadata do not, and a seek
+        replaces the position)."""
         if self._generation != _forksafe.generation():
             source, num_threads, device, backend = self._args
             kind, _, index = self._stream.partition(":")
@@ -127,7 +131,7 @@ class VideoReader:
             self._finalizer.detach()
             self._open(source, (kind, int(index)), num_threads, "cpu" if device == "auto" else device,
                        backend, self._color, self._position)
-        if self._resume_pending:
+        if resume and self._resume_pending:
             self._resume_pending = False
             self._resume()
         return self._impl
@@ -180,7 +184,7 @@ class VideoReader:
 
     def __next__(self) -> dict[str, Any]:
         """The next frame: ``{"data": Tensor, "pts": float seconds}``; StopIteration at the end."""
-        reader = self._reader()
+        reader = self._reader(resume=True)
         if self._peeked is not None:
             frame, self._peeked = self._peeked, None
         else:
@@ -198,7 +202,7 @@ class VideoReader:
         if isinstance(time_s, bool) or not isinstance(time_s, (int, float)) and not hasattr(time_s, "__float__"):
             raise InvalidInputTypeError(f"time_s must be a number of seconds, got {time_s!r}")
         reader = self._reader()
-        self._peeked = None
+        self._peeked, self._resume_pending = None, False
         reader.seek(float(time_s), keyframes_only=keyframes_only)
         self._position = ("seek", float(time_s), bool(keyframes_only))
         return self
@@ -212,7 +216,7 @@ class VideoReader:
         """Switch to another stream (``"video"``, ``"audio:1"``...) and rewind it. Returns True."""
         kind, index = _parse_stream(stream)
         reader = self._reader()
-        self._peeked = None
+        self._peeked, self._resume_pending = None, False
         reader.set_stream(kind, index)
         self._stream = f"{kind}:{index}"
         self._position = ("start",)
