@@ -183,10 +183,14 @@ def _decode_into_tensor(im: Any) -> torch.Tensor | None:
         return None
     width, height = im.size
     pixel = 1 if im.mode in ("L", "P") else 4
-    buffer = torch.empty((height, width, pixel), dtype=torch.uint8)
+    # NumPy's plain malloc, not torch.empty: torch's posix_memalign pads its request, so a buffer
+    # could not reuse the hole a same-sized earlier one left, and glibc's heap kept about 12 MB more
+    # under mixed clean and corrupt JPEGs (benchmarks/memory_plateau.py)
+    array = np.empty((height, width, pixel), dtype=np.uint8)
+    buffer = torch.from_numpy(array)
     try:
         # the core image holds a buffer view of the array, so the memory outlives any early return
-        im.im = Image.core.map_buffer(buffer.numpy(), im.size, "raw", 0, (im.mode, width * pixel, 1))
+        im.im = Image.core.map_buffer(array, im.size, "raw", 0, (im.mode, width * pixel, 1))
     except (AttributeError, TypeError, ValueError):
         return None
     return buffer
