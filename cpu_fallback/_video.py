@@ -35,9 +35,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpuvio._errors import InvalidArgumentError
-from gpuvio._source import atomic_output
-
 from ._frames import (
     ColorPolicy,
     FrameStack,
@@ -49,18 +46,16 @@ from ._frames import (
     converter_for,
     open_container,
 )
+from ._seeking import MAX_BUFFER, close_frames, preroll, rewind, seek_offset, seek_to_range
+from ._video_writer import write_video
 
 # Selection, capacity_hint, read_audio_stream, empty_audio and MAX_BUFFER are shared with the
 # NVDEC backend, which reuses this module's frame selection rather than re-implementing it.
 __all__ = ["MAX_BUFFER", "PtsFiller", "Selection", "capacity_hint", "empty_audio", "read_audio_stream",
-           "read_video", "read_video_timestamps", "rewind", "seek_to_range", "seek_unreliable", "should_buffer",
-           "stream_index", "to_stream_units", "video_pts", "write_video"]
+           "read_video", "read_video_timestamps", "should_buffer", "stream_index", "to_stream_units",
+           "video_pts", "write_video"]
 
 _log = logging.getLogger("gpuvio")
-
-# torchvision decodes up to this many frames past the end, and seeks this many units earlier,
-# when packed B-frames may deliver pts out of order
-MAX_BUFFER = 5
 
 # How the decoder uses threads in read_video, per colour policy. The default conversion (swscale's
 # unscaled SIMD path) costs a fraction of a decode, so FFmpeg's own threads ("AUTO": frame
@@ -170,141 +165,6 @@ class PtsFiller:
         return frame
 
 
-# how far back (seconds) a seek that landed after the start of a range is retried before the
-# range is decoded from the start of the stream (the values of the reader's _SEEK_BACKOFF)
-SEEK_BACKOFF = (1.0, 4.0, 16.0)
-
-# audio is decoded from this long (seconds) before the start of a range: each frame overlaps the
-# one before, so the first frame decoded after a seek is wrong (all of it, for AAC)
-AUDIO_PREROLL = 0.1
-
-# demuxers whose timestamps cannot be trusted after a seek: MPEG-PS re-derives them from wherever
-# the seek landed, and the first frames come out with pts that a full decode never gives them
-_SEEK_UNRELIABLE_FORMATS = frozenset({"mpeg"})
-
-
-def seek_unreliable(container: Any) -> bool:
-    """Whether frames decoded after a seek in ``container`` may carry wrong timestamps."""
-    fmt = getattr(container, "format", None)
-    return getattr(fmt, "name", None) in _SEEK_UNRELIABLE_FORMATS
-
-
-def seek_offset(start: Any, buffer: bool) -> Any:
-    """Where torchvision seeks to read from ``start``: one unit earlier, five more when buffering."""
-    offset = max(start - 1, 0)
-    if buffer:
-        offset = max(offset - MAX_BUFFER, 0)
-    return offset
-
-
-def seek_to_range(container: Any, stream: Any, start: Any, buffer: bool, open_frames: Callable[[], Any],
-                  *, before_seek: Callable[[], None] | None = None) -> Any | None:
-    """Decoded frames from a seek that covers a range starting at ``start``, or None.
-
-    Seeks where torchvision does (audio: ``AUDIO_PREROLL`` earlier), then checks the first
-    decoded frame: it must be at or before that point (so that every frame from ``start`` on,
-    and the last one before it, are decoded), or be the stream's first frame. A seek that lands
-    after it (MPEG-TS, AVI without an index, B-frames seeked by dts), or delivers nothing, is
-    retried further back (``SEEK_BACKOFF``); an error, running out of retries, or a container
-    whose timestamps cannot be trusted after a seek (:func:`seek_unreliable`) gives None: decode
-    from the start of the stream instead. ``open_frames()`` gives the decoded frames (objects
-    with ``pts``) from the current position; ``before_seek()`` runs before each retry (e.g. to
-    reset the decoder the last try fed). The frames returned include the first one, already taken.
-    """
-    first_pts = stream.start_time  # the stream's first frame: nothing can come before it
-    floor = first_pts if first_pts is not None else 0
-    preroll = _preroll(stream)
-    need = start - preroll  # the first frame decoded must be at or before this
-    offset = seek_offset(start, buffer) - preroll
-    if offset > floor and seek_unreliable(container):
-        return None
-    for backoff in (0.0, *SEEK_BACKOFF):
-        if backoff:
-            offset = seek_offset(start, buffer) - preroll - int(backoff / stream.time_base)
-            if offset <= floor:
-                return None  # as far back as the start: decode from there
-            if before_seek is not None:
-                before_seek()
-        peeked = _seek_and_peek(container, stream, int(math.floor(offset)), open_frames)
-        if peeked is _SEEK_FAILED:
-            return None
-        if peeked is None:
-            continue  # nothing there (some demuxers seek to the end): go further back
-        first, frames = peeked
-        pts = first.pts
-        if pts is not None and (pts <= need or (first_pts is not None and pts <= first_pts)):
-            return _prepend(first, frames)
-        _close(frames)
-    return None
-
-
-_SEEK_FAILED = object()
-
-
-def _seek_and_peek(container: Any, stream: Any, offset: int, open_frames: Callable[[], Any]) -> Any:
-    """Seek to ``offset`` and take the first decoded frame: ``(first, frames)``; None when no
-    frame came out; ``_SEEK_FAILED`` when the container cannot seek."""
-    import av
-
-    try:
-        container.seek(offset, any_frame=False, backward=True, stream=stream)
-    except av.FFmpegError:
-        return _SEEK_FAILED
-    frames = iter(open_frames())
-    try:
-        return next(frames), frames
-    except (StopIteration, av.FFmpegError):
-        _close(frames)
-        return None
-
-
-def rewind(container: Any, stream: Any, open_frames: Callable[[], Any],
-           *, before_seek: Callable[[], None] | None = None) -> Any | None:
-    """Decoded frames from the very start of ``stream``, on a container already read; or None.
-
-    For when no fresh container can be had: seeks to the start (further back while the first
-    frame is not the stream's first, since MPEG-TS lands after its target) and checks it; None
-    when the container cannot seek or never gets back there. Arguments as :func:`seek_to_range`.
-    """
-    first_pts = stream.start_time
-    target = min(first_pts if first_pts is not None else 0, 0)
-    for i, backoff in enumerate((0.0, *SEEK_BACKOFF)):
-        if i and before_seek is not None:
-            before_seek()
-        peeked = _seek_and_peek(container, stream, target - int(backoff / stream.time_base), open_frames)
-        if peeked is _SEEK_FAILED:
-            return None
-        if peeked is None:
-            continue
-        first, frames = peeked
-        if first_pts is None or (first.pts is not None and first.pts <= first_pts):
-            return _prepend(first, frames)
-        _close(frames)
-    return None
-
-
-def _preroll(stream: Any) -> int:
-    """How far before the start (stream units) decoding must begin for exact samples: audio
-    frames overlap (AAC, MP3, Opus), so the first one after a seek comes out wrong."""
-    if stream.type != "audio" or not stream.time_base:
-        return 0
-    return int(AUDIO_PREROLL / stream.time_base)
-
-
-def _prepend(first: Any, frames: Any) -> Any:
-    yield first
-    try:
-        yield from frames
-    finally:
-        _close(frames)
-
-
-def _close(frames: Any) -> None:
-    close = getattr(frames, "close", None)
-    if close is not None:
-        close()
-
-
 def _decode_range(container: Any, stream: Any, selection: Selection,
                   reopen: Callable[[], Any] | None = None, *, fresh: bool = False) -> bool:
     """Decode the frames ``selection`` needs and feed them to it. False if nothing could be read.
@@ -321,7 +181,7 @@ def _decode_range(container: Any, stream: Any, selection: Selection,
     start = selection.start
     frames = None
     opened = None
-    from_start = fresh and seek_offset(start, selection._buffer) - _preroll(stream) <= (stream.start_time or 0)
+    from_start = fresh and seek_offset(start, selection._buffer) - preroll(stream) <= (stream.start_time or 0)
     if from_start:
         frames = container.decode(stream)  # a seek would land at the start anyway
     else:
@@ -349,7 +209,7 @@ def _decode_range(container: Any, stream: Any, selection: Selection,
         # torchvision keeps what it decoded before the error, silently; we say so
         warnings.warn(f"decoding stopped early at a corrupt packet: {exc}", RuntimeWarning, stacklevel=4)
     finally:
-        _close(frames)
+        close_frames(frames)
         if opened is not None:
             opened.close()
     return True
@@ -654,71 +514,3 @@ def read_video_timestamps(source: Any, pts_unit: str) -> tuple[list[Any], float 
     if pts_unit == "sec" and time_base is not None:
         pts = [Fraction(p) * time_base for p in pts]
     return pts, fps
-
-
-_AUDIO_DTYPES = {"dbl": "<f8", "dblp": "<f8", "flt": "<f4", "fltp": "<f4", "s16": "<i2", "s16p": "<i2",
-                 "s32": "<i4", "s32p": "<i4", "u8": "u1", "u8p": "u1", "s64": "<i8", "s64p": "<i8"}
-
-
-def write_video(filename: str, video: torch.Tensor, fps: Fraction, *, video_codec: str,
-                options: dict[str, Any] | None, audio_array: torch.Tensor | None, audio_fps: int | None,
-                audio_codec: str | None, audio_options: dict[str, Any] | None) -> None:
-    """See :func:`gpuvio.write_video`. The file appears only once it is complete."""
-    import av
-
-    frames = video.numpy()
-    with atomic_output(filename) as tmp:
-        try:
-            # the temporary name keeps the suffix, from which FFmpeg picks the container
-            with av.open(tmp, mode="w") as container:
-                stream = container.add_stream(video_codec, rate=fps)
-                stream.width = frames.shape[2]
-                stream.height = frames.shape[1]
-                stream.pix_fmt = "rgb24" if video_codec == "libx264rgb" else "yuv420p"
-                stream.options = {str(k): str(v) for k, v in (options or {}).items()}
-                if audio_array is not None:
-                    _write_audio(container, audio_array, audio_fps, audio_codec or "aac", audio_options)
-                for index, image in enumerate(frames):
-                    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-                    frame.pts = index
-                    for packet in stream.encode(frame):
-                        container.mux(packet)
-                for packet in stream.encode():
-                    container.mux(packet)
-        except av.FFmpegError as exc:
-            raise InvalidArgumentError(f"encoding {filename!r} with {video_codec!r} failed: {exc}") from None
-        except (ValueError, TypeError) as exc:
-            raise InvalidArgumentError(f"encoding {filename!r} with {video_codec!r} failed: {exc}") from None
-
-
-def _write_audio(container: Any, audio: torch.Tensor, rate: int | None, codec: str,
-                 options: dict[str, Any] | None) -> None:
-    import av
-
-    channels = audio.shape[0]
-    if channels > 2:
-        raise InvalidArgumentError(f"audio_array has {channels} channels; write_video supports 1 or 2")
-    layout = "stereo" if channels > 1 else "mono"
-    stream = container.add_stream(codec, rate=rate, layout=layout)
-    stream.options = {str(k): str(v) for k, v in (options or {}).items()}
-    sample_format = stream.format.name
-    dtype = np.dtype(_AUDIO_DTYPES[sample_format])
-    samples = audio.numpy()
-    if samples.dtype.kind == "f" and dtype.kind in "iu":
-        # float audio is in [-1, 1]; an integer encoder wants full-scale samples, not a cast to 0
-        clipped = np.clip(samples.astype(np.float64), -1.0, 1.0)
-        if dtype.kind == "u":
-            samples = np.round((clipped + 1.0) * 127.5)
-        else:
-            samples = np.round(clipped * float(np.iinfo(dtype).max))
-    samples = samples.astype(dtype)
-    if not stream.format.is_planar:
-        samples = samples.T.reshape(1, -1)
-    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format=sample_format, layout=layout)
-    frame.sample_rate = rate
-    frame.pts = 0
-    for packet in stream.encode(frame):
-        container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-
