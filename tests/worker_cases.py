@@ -182,7 +182,6 @@ def case_long_workload_then_fork(media: Path) -> dict[str, Any]:
         except RuntimeError as exc:
             print(f"round {round_}: {exc}", file=sys.stderr)
             hangs += 1
-        del keep
     return {"rounds": rounds, "hangs": hangs}
 
 

@@ -47,23 +47,8 @@ import torchvision.io.image
 
 import gpuvio
 
-IMAGE_NAMES = (
-    "ImageReadMode",
-    "decode_avif",
-    "decode_gif",
-    "decode_heic",
-    "decode_image",
-    "decode_jpeg",
-    "decode_png",
-    "decode_webp",
-    "encode_jpeg",
-    "encode_png",
-    "read_file",
-    "read_image",
-    "write_file",
-    "write_jpeg",
-    "write_png",
-)
+# torchvision.io's image API: gpuvio's image front-end, plus the file helpers and the mode enum
+IMAGE_NAMES = ("ImageReadMode", "read_file", "write_file", *gpuvio._image.__all__)
 
 _VIDEO_BACKENDS = ("pyav", "video_reader", "cuda")
 _state = {"video_backend": "pyav"}
