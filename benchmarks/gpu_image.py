@@ -169,7 +169,7 @@ def _cpu_all_cores(cpu: Any, items: list[tuple[memoryview, str]], repeats: int) 
 def run(rec: Recorder, *, cpu_only: bool = False, images: int = 256, repeats: int = 7) -> None:
     """Measure and add every figure to ``rec``; a failing part becomes an error entry."""
     import gpuvio
-    from cpu_fallback import CpuBackend
+    from gpuvio.cpu_fallback import CpuBackend
     from gpuvio import _dispatch
     from gpuvio._backends._nvimgcodec import NvImgCodecBackend
     from gpuvio._types import ImageReadMode

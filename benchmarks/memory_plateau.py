@@ -305,7 +305,7 @@ class Workload:
 
 def _fix_workers(n: int) -> Callable[[], None]:
     def apply() -> None:
-        from cpu_fallback import _frames
+        from gpuvio.cpu_fallback import _frames
 
         _frames.conversion_workers = lambda: n  # read at call time by conversion_pool/parallel_map
     return apply
@@ -315,7 +315,7 @@ def _fix_inline_convert() -> None:
     """VideoReader.next converts its lookahead frame on the caller's thread (no pool hand-off)."""
     from concurrent.futures import Future
 
-    from cpu_fallback import _video_reader
+    from gpuvio.cpu_fallback import _video_reader
 
     def convert_ahead(self: Any, frame: Any) -> tuple[Any, Any]:
         import numpy as np
@@ -332,12 +332,12 @@ def _fix_inline_convert() -> None:
 def _fix_drop_frame_on_caller() -> None:
     """The pool thread does not hold the decoded AVFrame after converting it: the caller's
     thread drops the last reference (so FFmpeg's frame buffers are freed where they came from)."""
-    from cpu_fallback import _video_reader
+    from gpuvio.cpu_fallback import _video_reader
 
     def convert_ahead(self: Any, frame: Any) -> tuple[Any, Any]:
         import numpy as np
 
-        from cpu_fallback._frames import conversion_pool
+        from gpuvio.cpu_fallback._frames import conversion_pool
 
         out = np.empty((3, frame.height, frame.width), dtype=np.uint8)
         holder = [frame]
@@ -354,7 +354,7 @@ def _fix_drop_frame_on_caller() -> None:
 def _fix_decoder_threads(n: int) -> Callable[[], None]:
     """The reader's decoder gets ``n`` FFmpeg threads (default: FFmpeg's automatic count)."""
     def apply() -> None:
-        from cpu_fallback import _video_reader
+        from gpuvio.cpu_fallback import _video_reader
 
         original = _video_reader.PyAVVideoSource._configure
 
@@ -401,7 +401,7 @@ def _fix_pillow_buffer(make: Callable[[tuple[int, ...]], Any]) -> Callable[[], N
 def _patch_pillow_empty(make: Callable[[tuple[int, ...]], Any]) -> None:
     import torch
 
-    from cpu_fallback import _image
+    from gpuvio.cpu_fallback import _image
 
     real_empty = torch.empty
 
@@ -529,7 +529,7 @@ def _system() -> dict[str, Any]:
 
         info["ffmpeg"] = av.ffmpeg_version_info
     with contextlib.suppress(Exception):
-        from cpu_fallback import _frames
+        from gpuvio.cpu_fallback import _frames
 
         info["conversion_workers"] = _frames.conversion_workers()
     info["allocator_env"] = {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "GLIBC_TUNABLES",

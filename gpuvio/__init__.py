@@ -7,7 +7,11 @@ takes ``device=`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``) and ``backen
 
 from __future__ import annotations
 
-from ._dispatch import BackendInfo, backends
+from . import _layout
+
+_layout.install()
+
+from ._dispatch import BackendInfo, backends  # noqa: E402
 from ._errors import (
     BackendUnavailableError,
     DecodeError,

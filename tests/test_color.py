@@ -25,7 +25,7 @@ from conftest import media_path
 
 av = pytest.importorskip("av")
 
-from cpu_fallback._frames import RgbConverter
+from gpuvio.cpu_fallback._frames import RgbConverter
 from gpuvio._color import chroma_siting, color_policy, nv12_to_rgb, yuv_to_rgb
 from gpuvio._samples import texture
 

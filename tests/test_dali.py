@@ -25,7 +25,7 @@ from gpuvio._formats import sniff_image_format
 
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda120)")
 
-from cpu_fallback import CpuBackend
+from gpuvio.cpu_fallback import CpuBackend
 from gpuvio._backends._dali import DaliBackend, _bucket
 
 CPU = torch.device("cpu")

@@ -234,7 +234,7 @@ def test_cuda_image_memory_stays_flat(generated):
 def test_video_claiming_a_billion_frames_reads_what_is_there(generated, monkeypatch):
     # an AVI header's frame counts are only claims: the reservation for decoded frames is capped
     # (this one would be 230 TB) and the frames actually in the file are returned
-    from cpu_fallback import _frames
+    from gpuvio.cpu_fallback import _frames
 
     data = bytearray(generated["mpeg4"].read_bytes())
     avih, strh = data.index(b"avih"), data.index(b"strh")

@@ -215,7 +215,7 @@ def test_pillows_own_memory_path_gives_the_same_pixels(monkeypatch: pytest.Monke
 def test_libjpeg_turbo_path_equals_the_pillow_path(monkeypatch: pytest.MonkeyPatch, mode: ImageReadMode) -> None:
     # the optional simplejpeg fast path must give the Pillow path's pixels, bit for bit
     pytest.importorskip("simplejpeg", reason="the optional simplejpeg package is not installed")
-    from cpu_fallback import _image
+    from gpuvio.cpu_fallback import _image
 
     sources = [d for n, d in GENERATED.items() if n.endswith(".jpg")]
     for name in ("logos/rgb_pytorch.jpg", "logos/gray_pytorch.jpg", "logos/cmyk_pytorch.jpg",
@@ -431,7 +431,7 @@ def test_invalid_exif_is_ignored(size: int) -> None:
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGB", "RGBA", "CMYK"])
 def test_pillow_pixel_view_is_exact_and_outlives_the_image(mode: str) -> None:
-    from cpu_fallback._image import pil_to_tensor
+    from gpuvio.cpu_fallback._image import pil_to_tensor
 
     source = Image.fromarray(_noise(61, 83, 4, seed=3), "RGBA")
     im = source.convert("RGB").quantize(100) if mode == "P" else source.convert(mode)

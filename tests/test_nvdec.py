@@ -32,7 +32,7 @@ import pytest
 import torch
 
 import gpuvio
-from cpu_fallback import CpuBackend, PyAVVideoSource
+from gpuvio.cpu_fallback import CpuBackend, PyAVVideoSource
 from gpuvio import _dispatch
 from gpuvio._backends._nvdec import NvdecBackend
 from gpuvio._backends._nvdec_color import (KERNEL_SOURCE, SWSCALE_KERNEL_SOURCE, kernel_params, nv12_batch_to_rgb,

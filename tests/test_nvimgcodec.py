@@ -29,7 +29,7 @@ from gpuvio._formats import sniff_image_format
 nvimgcodec = pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec is not installed "
                                  "(pip install nvidia-nvimgcodec-cu12)")
 
-from cpu_fallback import CpuBackend
+from gpuvio.cpu_fallback import CpuBackend
 from gpuvio._backends._nvimgcodec import NvImgCodecBackend
 
 CPU = torch.device("cpu")

@@ -30,7 +30,7 @@ import pytest
 import torch
 
 import gpuvio
-from cpu_fallback._frames import audio_to_float, frame_to_rgb
+from gpuvio.cpu_fallback._frames import audio_to_float, frame_to_rgb
 from gpuvio._samples import texture
 
 from conftest import media_path

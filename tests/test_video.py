@@ -285,7 +285,7 @@ def test_output_format_tchw(generated: dict[str, Path]) -> None:
 def test_planar_layout_of_the_cpu_backend(generated: dict[str, Path]) -> None:
     # the CPU backend can write TCHW directly (contiguous, no interleaving); the front-end uses
     # it when the backend's read_video takes output_format
-    from cpu_fallback import _video
+    from gpuvio.cpu_fallback import _video
 
     path = str(generated["h264"])
     thwc, audio, info = _video.read_video(path, 0.5, 1.0, "sec")
@@ -401,7 +401,7 @@ def test_raw_elementary_streams(tmp_path: Path, fmt: str, codec: str) -> None:
 
 @pytest.mark.parametrize("parts", SHARED, ids=_id)
 def test_timestamps_packets_equal_decoding(parts: tuple[str, ...]) -> None:
-    from cpu_fallback._video import stream_index
+    from gpuvio.cpu_fallback._video import stream_index
 
     path = media_path(*parts)
     expected, time_base = decoded_pts(path)

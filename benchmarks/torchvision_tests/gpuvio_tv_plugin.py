@@ -133,7 +133,7 @@ def _install() -> None:
         real_script = torch.jit.script
 
         def script(obj, *args, **kwargs):
-            if getattr(obj, "__module__", "").startswith(("gpuvio", "cpu_fallback")):
+            if getattr(obj, "__module__", "").startswith("gpuvio"):
                 return obj
             return real_script(obj, *args, **kwargs)
 

@@ -35,7 +35,7 @@ def register_builtin_backends() -> None:
         "cpu",
         device_type="cpu",
         operations={"decode_image", "encode_jpeg", "encode_png", *_VIDEO_OPS},
-        loader="cpu_fallback:CpuBackend",
+        loader="gpuvio.cpu_fallback:CpuBackend",
         probe=lambda: module_missing("av", "PIL"),
         description="PyAV (FFmpeg) and Pillow on the CPU: the reference semantics",
     )

@@ -34,9 +34,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from cpu_fallback import CpuBackend, PyAVVideoSource
-from cpu_fallback import _video as _cpu_video
-from cpu_fallback._frames import open_container
+from gpuvio.cpu_fallback import CpuBackend, PyAVVideoSource
+from gpuvio.cpu_fallback import _video as _cpu_video
+from gpuvio.cpu_fallback._frames import open_container
 
 from .._dispatch import Backend
 from .._errors import BackendUnavailableError, InvalidArgumentError

@@ -36,12 +36,12 @@ from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
-from cpu_fallback._frames import initial_capacity
-from cpu_fallback._seeking import rewind as seek_back_to_start
-from cpu_fallback._seeking import seek_to_range
-from cpu_fallback._video import Selection, should_buffer
-from cpu_fallback._video import capacity_hint as _cpu_capacity_hint
-from cpu_fallback._video_reader import frame_with_pts, seek_to_keyframe
+from gpuvio.cpu_fallback._frames import initial_capacity
+from gpuvio.cpu_fallback._seeking import rewind as seek_back_to_start
+from gpuvio.cpu_fallback._seeking import seek_to_range
+from gpuvio.cpu_fallback._video import Selection, should_buffer
+from gpuvio.cpu_fallback._video import capacity_hint as _cpu_capacity_hint
+from gpuvio.cpu_fallback._video_reader import frame_with_pts, seek_to_keyframe
 
 from .._color import Matrix, Siting, chroma_siting, color_policy
 from .._errors import DecodeError, UnsupportedFormatError

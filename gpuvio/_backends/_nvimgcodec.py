@@ -168,7 +168,7 @@ class NvImgCodecBackend(Backend):
 
     def _cpu_backend(self) -> Any:
         if self._cpu is None:
-            from cpu_fallback import CpuBackend
+            from gpuvio.cpu_fallback import CpuBackend
 
             self._cpu = CpuBackend()
         return self._cpu
