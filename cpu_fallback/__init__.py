@@ -2,36 +2,55 @@
 
 Every GPU backend is checked against this one. It imports no CUDA library, so it is safe in
 forked DataLoader workers. Use it through :mod:`gpuvio` (``device="cpu"``, the default); the
-:class:`CpuBackend` object is what the dispatcher talks to.
+:class:`CpuBackend` object is what the dispatcher talks to. For video it only provides frame
+sources (:mod:`._frame_source`): selection, seeking and audio are :mod:`gpuvio._media`'s.
+
+Installed as ``gpuvio.cpu_fallback``; it imports gpuvio's shared modules, never the other way
+round (the registry names it by a loader string).
 """
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from typing import Any
 
 import torch
 
-from gpuvio._dispatch import Backend
-from gpuvio._types import ImageReadMode
+from gpuvio._errors import DecodeError, GpuvioError
+from gpuvio._protocols import DecodedImage, EncodedImage, Purpose
+from gpuvio._types import ColorPolicy, ImageReadMode
 
-from . import _image, _video
+from . import _image
+from ._frame_source import PyAVFrameSource
 from ._frames import parallel_map
-from ._video_reader import PyAVVideoSource
+from ._video_writer import write_video
 
-__all__ = ["CpuBackend", "PyAVVideoSource"]
+__all__ = ["CpuBackend", "PyAVFrameSource"]
 
 
-class CpuBackend(Backend):
-    """The CPU implementation of every gpuvio operation."""
+class CpuBackend:
+    """The CPU implementation of every gpuvio operation (the registry lists them)."""
 
     name = "cpu"
-    device_type = "cpu"
-    operations = frozenset({"decode_image", "encode_jpeg", "encode_png", "read_video",
-                            "read_video_timestamps", "open_video", "write_video"})
 
-    def decode_images(self, items: list[Any], *, mode: ImageReadMode, apply_exif_orientation: bool,
-                      device: torch.device, on_error: str) -> list[Any]:
+    # ------------------------------------------------------------------ video
+    def frame_source(self, stream: Any, *, device: torch.device, color: ColorPolicy, purpose: Purpose,
+                     threads: int = 0, consumer: Any = None) -> PyAVFrameSource:
+        # frames stay on the CPU whatever ``device`` is: the media layer uploads results
+        return PyAVFrameSource(stream, color=color, purpose=purpose, threads=threads)
+
+    def concurrency(self, device: torch.device) -> int:
+        # decoding releases the GIL: one file per core
+        return os.cpu_count() or 1
+
+    def write_video(self, path: str, video: torch.Tensor, fps: Fraction, **options: Any) -> None:
+        write_video(path, video.cpu(), fps, **options)
+
+    # ------------------------------------------------------------------ images
+
+    def decode_images(self, items: list[EncodedImage], *, mode: ImageReadMode, apply_exif_orientation: bool,
+                      device: torch.device, on_error: str) -> list[DecodedImage]:
         if len(items) == 1 and on_error == "raise":
             image = _image.decode(items[0][0], items[0][1], mode, apply_exif_orientation)
             return [image if device.type == "cpu" else image.to(device)]
@@ -39,8 +58,10 @@ class CpuBackend(Backend):
         def decode_one(item: tuple[Any, str]) -> Any:
             try:
                 return _image.decode(item[0], item[1], mode, apply_exif_orientation)
-            except Exception as exc:  # handed to the front-end, which raises or skips
+            except GpuvioError as exc:  # handed to the front-end, which raises or skips
                 return exc
+            except Exception as exc:  # not ours: still one image's failure, typed as such
+                return DecodeError(f"decoding failed: {type(exc).__name__}: {exc}")
 
         out = parallel_map(decode_one, items)
         if device.type != "cpu":
@@ -52,23 +73,3 @@ class CpuBackend(Backend):
 
     def encode_png(self, image: torch.Tensor, *, compression_level: int) -> torch.Tensor:
         return _image.encode_png(image.cpu(), compression_level)
-
-    def read_video(self, source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str,
-                   device: torch.device, output_format: str = "THWC", color: str = "torchvision"
-                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        # TCHW is written planar straight away: contiguous, and cheaper than converting to packed RGB
-        layout = "CHW" if output_format == "TCHW" else "HWC"
-        video, audio, info = _video.read_video(source, start_pts, end_pts, pts_unit, layout, color)
-        if device.type != "cpu":
-            video = video.to(device)
-        return video, audio, info
-
-    def read_video_timestamps(self, source: Any, *, pts_unit: str) -> tuple[list[Any], float | None]:
-        return _video.read_video_timestamps(source, pts_unit)
-
-    def write_video(self, path: str, video: torch.Tensor, fps: Fraction, **options: Any) -> None:
-        _video.write_video(path, video.cpu(), fps, **options)
-
-    def open_video(self, source: Any, *, stream: tuple[str, int], num_threads: int,
-                   device: torch.device, color: str = "torchvision") -> PyAVVideoSource:
-        return PyAVVideoSource(source, stream=stream, num_threads=num_threads, device=device, color=color)

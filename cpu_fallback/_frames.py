@@ -1,4 +1,4 @@
-"""Decoded-frame helpers shared by the CPU video code: colour conversion, output buffers, audio.
+"""The CPU backend's frame conversion: colour policies, the conversion threads, output buffers.
 
 Two colour policies (``color=``):
 
@@ -16,39 +16,32 @@ Two colour policies (``color=``):
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from gpuvio import _forksafe as forksafe
 from gpuvio._errors import DecodeError, ResourceLimitError
-from gpuvio._types import COLOR_POLICIES, ColorPolicy
+from gpuvio._media import initial_capacity
+from gpuvio._protocols import Layout
+from gpuvio._types import ColorPolicy
 
 __all__ = [
-    "RESERVE_LIMIT",
     "FrameStack",
-    "OwnedContainers",
-    "COLOR_POLICIES",
-    "ColorPolicy",
-    "Layout",
     "RgbConverter",
-    "audio_to_float",
     "conversion_pool",
+    "conversion_workers",
     "converter_for",
-    "initial_capacity",
     "frame_to_rgb",
-    "open_container",
+    "parallel_map",
 ]
-
-Layout = Literal["HWC", "CHW"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -73,7 +66,7 @@ def conversion_workers() -> int:
     """How many pool threads convert frames: one per core but the decoder's, 1 to 4.
 
     swscale releases the GIL, so they run in parallel with the decoding thread, which also
-    converts frames itself when these are all busy (see ``cpu_fallback._video._Conversions``).
+    converts frames itself when these are all busy (see ``gpuvio.cpu_fallback._frame_source.Conversions``).
     """
     try:
         cores = len(os.sched_getaffinity(0))
@@ -262,17 +255,6 @@ def frame_to_rgb(frame: Any, codec: str | None = "h264", policy: ColorPolicy = "
     return converter_for(codec, policy).to_array(frame)
 
 
-# The first reservation for a video's frames holds at most this many bytes: the frame count in a
-# header can be wrong, or hostile (a corrupt AVI claimed 65,353 frames: 26 GB), and a longer read
-# grows the buffer instead.
-RESERVE_LIMIT = 2 << 30
-
-
-def initial_capacity(capacity: int, frame_bytes: int) -> int:
-    """How many frames to reserve first for an estimate of ``capacity`` frames of ``frame_bytes``."""
-    return max(1, min(capacity, RESERVE_LIMIT // max(frame_bytes, 1)))
-
-
 def _allocate_frames(count: int, frame_shape: tuple[int, ...]) -> torch.Tensor:
     try:
         return torch.empty((count, *frame_shape), dtype=torch.uint8)
@@ -322,93 +304,3 @@ class FrameStack:
         if self.capacity > 8 and (stop - start) * 2 < self.capacity:
             out = out.clone()
         return out
-
-
-def audio_to_float(frame: Any) -> np.ndarray:
-    """``ndarray[channels, samples] float32`` in [-1, 1] from any PyAV audio frame."""
-    array = frame.to_ndarray()
-    fmt = frame.format
-    channels = len(frame.layout.channels)
-    if not fmt.is_planar:
-        array = array.reshape(-1, channels).T
-    kind = array.dtype
-    if kind == np.uint8:
-        out = (array.astype(np.float32) - 128.0) / 128.0
-    elif kind == np.int16:
-        out = array.astype(np.float32) / 32768.0
-    elif kind == np.int32:
-        out = array.astype(np.float32) / 2147483648.0
-    elif kind == np.int64:
-        out = (array.astype(np.float64) / 9223372036854775808.0).astype(np.float32)
-    else:
-        out = array.astype(np.float32, copy=False)
-    return np.ascontiguousarray(out)
-
-
-def open_container(source: Any, **kwargs: Any) -> Any:
-    """``av.open`` for a path or in-memory bytes (a ``memoryview``, read without copying)."""
-    import av
-
-    if isinstance(source, memoryview):
-        source = _MemoryReader(source)
-    return av.open(source, metadata_errors="ignore", **kwargs)
-
-
-class OwnedContainers:
-    """The containers a long-lived object (a reader) has open, closed with it.
-
-    Each is held by :mod:`gpuvio._forksafe` while open, so a forked child never frees or
-    closes one it inherited (its decoder's threads are gone there: freeing it would wait for
-    them forever). :meth:`close_all` is safe to call from a ``weakref.finalize`` on the owner:
-    in a child it leaves the inherited containers alone.
-    """
-
-    def __init__(self) -> None:
-        self._open: list[Any] = []
-
-    def open(self, source: Any) -> Any:
-        """:func:`open_container`, held until :meth:`close`."""
-        container = forksafe.hold(open_container(source))
-        self._open.append(container)
-        return container
-
-    def close(self, container: Any) -> None:
-        """Close ``container`` (one of ours); in a forked child, just forget it."""
-        if container in self._open:
-            self._open.remove(container)
-        if forksafe.release(container):
-            container.close()
-
-    def close_all(self) -> None:
-        while self._open:
-            self.close(self._open[-1])
-
-
-class _MemoryReader(io.RawIOBase):
-    """A seekable read-only file over a memoryview; ``io.BytesIO`` would copy the whole video."""
-
-    def __init__(self, view: memoryview) -> None:
-        super().__init__()
-        self._view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        target = memoryview(buffer).cast("B")
-        chunk = self._view[self._pos : self._pos + target.nbytes]
-        target[: chunk.nbytes] = chunk
-        self._pos += chunk.nbytes
-        return chunk.nbytes
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._view.nbytes}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos

@@ -38,6 +38,7 @@ from ._image import (
     write_png,
 )
 from ._multi import decode_videos
+from ._fallback import Fallback
 from ._source import read_file, write_file
 from ._types import ImageReadMode
 from ._video import read_video, read_video_timestamps, write_video
@@ -49,6 +50,7 @@ __all__ = [
     "BackendInfo",
     "BackendUnavailableError",
     "DecodeError",
+    "Fallback",
     "GpuvioError",
     "ImageReadMode",
     "InvalidArgumentError",

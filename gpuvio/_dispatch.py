@@ -12,9 +12,10 @@ import importlib
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
+from . import _fallback
 from ._errors import BackendUnavailableError, InvalidArgumentError, InvalidInputTypeError
 from ._forksafe import ForkSafeLock
 
@@ -22,21 +23,26 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "Backend",
     "BackendInfo",
     "Operation",
     "backends",
+    "check_backend_name",
+    "get_backend",
     "parse_device",
     "register_backend",
+    "resolve_device",
     "select_backend",
 ]
 
+# What a backend can be asked to do, and the interface it implements for it (gpuvio/_protocols.py):
+# read_video/open_video -> VideoDecoder, decode_image -> ImageDecoder, encode_jpeg -> JpegEncoder;
+# encode_png and write_video are the CPU backend's alone. read_video_timestamps demuxes only
+# (gpuvio._media): no backend is involved.
 Operation = Literal[
     "decode_image",
     "encode_jpeg",
     "encode_png",
     "read_video",
-    "read_video_timestamps",
     "open_video",
     "write_video",
 ]
@@ -44,47 +50,16 @@ OPERATIONS: frozenset[str] = frozenset(Operation.__args__)  # type: ignore[attr-
 DeviceType = Literal["cpu", "cuda"]
 
 
-class Backend:
-    """The small interface every backend implements.
-
-    A backend declares the operations it serves in :attr:`operations`; the dispatcher never calls
-    a method for an operation the backend does not declare. Arguments arrive validated and
-    normalised by the front-ends in ``gpuvio/_image.py``, ``_video.py`` and ``_video_reader.py``.
-    """
-
-    name: ClassVar[str]
-    device_type: ClassVar[DeviceType]
-    operations: ClassVar[frozenset[str]]
-
-    def decode_images(self, items: list[Any], *, mode: Any, apply_exif_orientation: bool,
-                      device: torch.device, on_error: str) -> list[Any]:
-        raise NotImplementedError
-
-    def encode_jpeg(self, images: list[torch.Tensor], *, quality: int) -> list[torch.Tensor]:
-        raise NotImplementedError
-
-    def encode_png(self, image: torch.Tensor, *, compression_level: int) -> torch.Tensor:
-        raise NotImplementedError
-
-    def read_video(self, source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str,
-                   device: torch.device, output_format: str = "THWC", color: str = "torchvision"
-                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        raise NotImplementedError
-
-    def read_video_timestamps(self, source: Any, *, pts_unit: str) -> tuple[list[Any], float | None]:
-        raise NotImplementedError
-
-    def write_video(self, path: str, video: torch.Tensor, fps: Any, **options: Any) -> None:
-        raise NotImplementedError
-
-    def open_video(self, source: Any, *, stream: tuple[str, int], num_threads: int,
-                   device: torch.device, color: str = "torchvision") -> Any:
-        raise NotImplementedError
-
-
 @dataclass(frozen=True)
 class BackendInfo:
-    """What :func:`gpuvio.backends` reports about one backend."""
+    """What :func:`gpuvio.backends` reports about one backend.
+
+    Attributes:
+        name, device_type, operations, description: the registry entry.
+        usable: whether it can run here; ``reason`` says why not.
+        fallbacks: ``{reason: count}`` of the work this (GPU) backend handed to the CPU backend
+            in this process so far (see :class:`gpuvio.Fallback`).
+    """
 
     name: str
     device_type: DeviceType
@@ -92,10 +67,12 @@ class BackendInfo:
     usable: bool
     reason: str | None
     description: str
+    fallbacks: dict[str, int] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         state = "usable" if self.usable else f"not usable: {self.reason}"
-        return f"BackendInfo({self.name!r}, device={self.device_type}, {state})"
+        handed = f", {sum(self.fallbacks.values())} fallbacks" if self.fallbacks else ""
+        return f"BackendInfo({self.name!r}, device={self.device_type}, {state}{handed})"
 
 
 @dataclass(frozen=True)
@@ -109,7 +86,7 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
-_INSTANCES: dict[str, Backend] = {}
+_INSTANCES: dict[str, Any] = {}
 _LOCK = ForkSafeLock()
 
 
@@ -195,8 +172,15 @@ def backends() -> list[BackendInfo]:
     for entry in _REGISTRY.values():
         reason = entry.probe()
         out.append(BackendInfo(entry.name, entry.device_type, entry.operations, reason is None,
-                               reason, entry.description))
+                               reason, entry.description, _fallback.LOG.reasons(entry.name)))
     return out
+
+
+def check_backend_name(name: str) -> None:
+    """InvalidArgumentError naming the registered backends when ``name`` is not one of them."""
+    _load_builtin_backends()
+    if name not in _REGISTRY:
+        raise InvalidArgumentError(f"unknown backend {name!r}; registered: {sorted(_REGISTRY)}")
 
 
 def parse_device(device: Any) -> torch.device | Literal["auto"]:
@@ -221,16 +205,30 @@ def parse_device(device: Any) -> torch.device | Literal["auto"]:
     return parsed
 
 
+def resolve_device(device: torch.device) -> torch.device:
+    """``device`` with its index: a bare ``cuda`` becomes the GPU this process works on.
+
+    That is the current CUDA device once CUDA is initialised (``torch.cuda.set_device`` is
+    honoured); before, under torchrun, the GPU of ``LOCAL_RANK``, else GPU 0. Asking creates no
+    CUDA context. Every backend and front-end goes through this one rule.
+    """
+    import torch
+
+    if device.type != "cuda" or device.index is not None:
+        return device
+    if torch.cuda.is_initialized():
+        return torch.device("cuda", torch.cuda.current_device())
+    local_rank = os.environ.get("LOCAL_RANK")
+    return torch.device("cuda", int(local_rank) if local_rank and local_rank.isdigit() else 0)
+
+
 def _auto_cuda_device() -> torch.device:
     import torch
 
-    # Under torchrun each process owns the GPU of its LOCAL_RANK.
-    local_rank = os.environ.get("LOCAL_RANK")
-    index = int(local_rank) if local_rank and local_rank.isdigit() else 0
-    return torch.device("cuda", index)
+    return resolve_device(torch.device("cuda"))
 
 
-def _instance(entry: _Entry) -> Backend:
+def _instance(entry: _Entry) -> Any:
     with _LOCK:
         backend = _INSTANCES.get(entry.name)
         if backend is None:
@@ -240,7 +238,7 @@ def _instance(entry: _Entry) -> Backend:
         return backend
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(name: str) -> Any:
     """The backend object registered under ``name`` (imported on first use)."""
     _load_builtin_backends()
     entry = _REGISTRY.get(name)
@@ -253,7 +251,7 @@ def get_backend(name: str) -> Backend:
 
 
 def select_backend(operation: Operation, device: Any = "cpu",
-                   backend: str | None = None) -> tuple[Backend, torch.device]:
+                   backend: str | None = None) -> tuple[Any, torch.device]:
     """Pick the backend and the output device for one call.
 
     ``device`` is ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a ``torch.device``;
@@ -283,7 +281,7 @@ def select_backend(operation: Operation, device: Any = "cpu",
         reason = entry.probe()
         if reason is not None:
             raise BackendUnavailableError(f"backend {backend!r} cannot run here: {reason}")
-        return _instance(entry), target
+        return _instance(entry), resolve_device(target)
 
     if target == "auto" or target.type == "cuda":
         reasons = []
@@ -292,7 +290,7 @@ def select_backend(operation: Operation, device: Any = "cpu",
                 continue
             reason = entry.probe()
             if reason is None:
-                return _instance(entry), (_auto_cuda_device() if target == "auto" else target)
+                return _instance(entry), (_auto_cuda_device() if target == "auto" else resolve_device(target))
             reasons.append(f"{entry.name}: {reason}")
         if target != "auto":
             detail = "; ".join(reasons) if reasons else "no GPU backend is registered for it"
@@ -305,7 +303,7 @@ def select_backend(operation: Operation, device: Any = "cpu",
         if entry.device_type == "cpu" and operation in entry.operations:
             reason = entry.probe()
             if reason is None:
-                return _instance(entry), target
+                return _instance(entry), resolve_device(target)
             raise BackendUnavailableError(f"{operation} on the CPU needs backend {entry.name!r}: {reason}")
     raise BackendUnavailableError(f"no backend is registered for {operation}")
 

@@ -9,7 +9,9 @@ from typing import Any, Sequence
 
 import torch
 
+from . import _media
 from ._dispatch import select_backend
+from ._protocols import VideoDecoder
 from ._errors import InvalidArgumentError, InvalidInputTypeError
 from ._source import resolve_source
 from ._types import ColorPolicy, DeviceLike, PtsUnit, Source, check_color
@@ -64,22 +66,21 @@ def decode_videos(sources: Sequence[Source], *, device: DeviceLike = "auto", sta
     check_color(color)
     resolved = [resolve_source(s, what=f"sources[{i}]") for i, s in enumerate(sources)]
     chosen, target = select_backend("read_video", device, backend)
-    many = getattr(chosen, "read_videos", None)
-    if many is not None:
-        return many(resolved, start_pts=start_pts, end_pts=end, pts_unit=pts_unit, device=target,
-                    max_workers=max_workers, color=color)
-    return _thread_pool(chosen, resolved, start_pts, end, pts_unit, target, max_workers, color)
+    return _read_concurrently(chosen, resolved, start_pts, end, pts_unit, target, max_workers, color)
 
 
-def _thread_pool(backend: Any, sources: list[Any], start_pts: Any, end_pts: Any, pts_unit: str,
-                 device: torch.device, max_workers: int | None, color: ColorPolicy) -> list[torch.Tensor]:
-    def one(source: Any) -> torch.Tensor:
-        return backend.read_video(source, start_pts=start_pts, end_pts=end_pts, pts_unit=pts_unit,
-                                  device=device, color=color)[0]
-
+def _read_concurrently(decoder: VideoDecoder, sources: list[Any], start_pts: Any, end_pts: Any, pts_unit: str,
+                       device: torch.device, max_workers: int | None, color: ColorPolicy) -> list[torch.Tensor]:
     if not sources:
         return []
-    workers = max_workers or min(len(sources), os.cpu_count() or 1)
+    # results are used on the caller's CUDA stream, whichever worker thread decoded them
+    consumer = torch.cuda.current_stream(device) if device.type == "cuda" else None
+
+    def one(source: Any) -> torch.Tensor:
+        return _media.read_video(source, start_pts=start_pts, end_pts=end_pts, pts_unit=pts_unit, decoder=decoder,
+                                 device=device, color=color, audio=False, consumer=consumer)[0]
+
+    workers = max_workers or min(len(sources), decoder.concurrency(device))
     if workers <= 1:
         return [one(s) for s in sources]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuvio-decode") as pool:

@@ -147,10 +147,14 @@ class VideoDecoder(Protocol):
     name: str
 
     def frame_source(self, stream: Any, *, device: torch.device, color: ColorPolicy, purpose: Purpose,
-                     consumer: Any = None) -> FrameSource:
-        """A source for ``stream`` (a PyAV stream of an open container) whose frames end up on
-        ``device``; ``consumer`` is the CUDA stream results are used on (default: the current one).
-        Raises :class:`SourceUnsupported` when this backend cannot decode the stream."""
+                     threads: int = 0, consumer: Any = None) -> FrameSource:
+        """A source for ``stream`` (a PyAV video stream of an open container) for ``device``.
+
+        ``threads``: decoder threads asked for (0: the backend's choice for ``purpose``);
+        ``consumer``: the CUDA stream results are used on (default: the current one). A source may
+        produce frames on another device than ``device`` (the CPU backend's stay on the CPU: the
+        media layer moves results). Raises :class:`SourceUnsupported` when this backend cannot
+        decode the stream."""
         ...
 
     def concurrency(self, device: torch.device) -> int:

@@ -11,7 +11,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ._dispatch import select_backend
+from . import _media
+from ._dispatch import check_backend_name, select_backend
 from ._errors import InvalidArgumentError, InvalidInputTypeError
 from ._source import resolve_source
 from ._types import ColorPolicy, DeviceLike, PtsUnit, Source, check_color
@@ -91,10 +92,9 @@ def read_video(filename: Source, start_pts: float | Fraction = 0,
     check_color(color)
     source = resolve_source(filename, what="filename")
     chosen, target = select_backend("read_video", device, backend)
-    # TCHW is the backend's job: the CPU backend writes planar frames directly (contiguous, and
-    # no interleaving to undo)
-    return chosen.read_video(source, start_pts=start_pts, end_pts=end, pts_unit=pts_unit,
-                             device=target, output_format=fmt, color=color)
+    # TCHW frames are written planar directly (contiguous, and no interleaving to undo)
+    return _media.read_video(source, start_pts=start_pts, end_pts=end, pts_unit=pts_unit, decoder=chosen,
+                             device=target, layout="CHW" if fmt == "TCHW" else "HWC", color=color)
 
 
 def read_video_timestamps(filename: Source, pts_unit: PtsUnit = "pts", *,
@@ -112,8 +112,9 @@ def read_video_timestamps(filename: Source, pts_unit: PtsUnit = "pts", *,
     """
     _check_pts_unit(pts_unit)
     source = resolve_source(filename, what="filename")
-    chosen, _ = select_backend("read_video_timestamps", "cpu", backend)
-    return chosen.read_video_timestamps(source, pts_unit=pts_unit)
+    if backend is not None:
+        check_backend_name(backend)  # timestamps come from demuxing, the same for every backend
+    return _media.read_video_timestamps(source, pts_unit)
 
 
 # NTSC-family rates, written as the decimals people type (29.97, 23.976, 59.94)

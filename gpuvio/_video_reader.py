@@ -12,6 +12,8 @@ import torch
 
 from . import _forksafe
 from ._dispatch import select_backend
+from ._fallback import Fallback
+from ._media import MediaReader
 from ._errors import BackendUnavailableError, InvalidArgumentError, InvalidInputTypeError, InvalidSourceError
 from ._source import resolve_source
 from ._types import ColorPolicy, DeviceLike, Source, check_color
@@ -68,6 +70,8 @@ class VideoReader:
 
     Attributes:
         backend: name of the backend decoding this file (after any fallback).
+        fallback: a :class:`gpuvio.Fallback` when a GPU backend handed the file to the CPU
+            backend (``fallback_reason`` is its reason), else None.
         device: the ``torch.device`` frames are returned on.
     """
 
@@ -98,8 +102,8 @@ class VideoReader:
         # checked at every (re)open: a file gone by the time a worker reopens it is named
         source = resolve_source(source, what="src")
         chosen, self.device = select_backend("open_video", device, backend)
-        self._impl = chosen.open_video(source, stream=stream, num_threads=num_threads, device=self.device,
-                                       color=color)
+        self._impl = MediaReader(source, stream=stream, decoder=chosen, device=self.device, num_threads=num_threads,
+                                 color=color)
         self._color = color
         # closed when this reader is collected unclosed; a no-op on what a forked child inherited
         self._finalizer = weakref.finalize(self, self._impl.close)
@@ -175,9 +179,14 @@ class VideoReader:
         return self._reader().backend_name
 
     @property
+    def fallback(self) -> Fallback | None:
+        """The record of a GPU backend handing this file's video to the CPU backend, or None."""
+        return self._reader().fallback
+
+    @property
     def fallback_reason(self) -> str | None:
         """Why a GPU backend handed this file to the CPU backend, or None if it did not."""
-        return getattr(self._reader(), "fallback_reason", None)
+        return self._reader().fallback_reason
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self

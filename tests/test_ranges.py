@@ -30,7 +30,8 @@ import pytest
 import torch
 
 import gpuvio
-from gpuvio.cpu_fallback._frames import audio_to_float, frame_to_rgb
+from gpuvio._media import audio_to_float
+from gpuvio.cpu_fallback._frames import frame_to_rgb
 from gpuvio._samples import texture
 
 from conftest import media_path

@@ -282,19 +282,18 @@ def test_output_format_tchw(generated: dict[str, Path]) -> None:
         gpuvio.read_video(str(generated["h264"]), output_format="HWC")
 
 
-def test_planar_layout_of_the_cpu_backend(generated: dict[str, Path]) -> None:
-    # the CPU backend can write TCHW directly (contiguous, no interleaving); the front-end uses
-    # it when the backend's read_video takes output_format
-    from gpuvio.cpu_fallback import _video
-
+def test_planar_layout_is_written_directly(generated: dict[str, Path]) -> None:
+    # TCHW frames are written planar (contiguous, no interleaving to undo), equal to THWC permuted
     path = str(generated["h264"])
-    thwc, audio, info = _video.read_video(path, 0.5, 1.0, "sec")
-    tchw, audio2, info2 = _video.read_video(path, 0.5, 1.0, "sec", layout="CHW")
+    thwc, audio, info = gpuvio.read_video(path, 0.5, 1.0, "sec")
+    tchw, audio2, info2 = gpuvio.read_video(path, 0.5, 1.0, "sec", output_format="TCHW")
     assert tchw.is_contiguous() and torch.equal(tchw, thwc.permute(0, 3, 1, 2))
     assert torch.equal(audio, audio2) and info == info2
-    empty, _, _ = _video.read_video(path, 100.0, 200.0, "sec", layout="CHW")
+    empty, _, _ = gpuvio.read_video(path, 100.0, 200.0, "sec", output_format="TCHW")
     assert empty.shape == (1, 3, 240, 320)  # past the end: the last frame, as torchvision does
-    assert _video._empty_video("CHW").shape == (0, 3, 1, 1)
+    from gpuvio._media import empty_video
+
+    assert empty_video("CHW").shape == (0, 3, 1, 1)
 
 
 def test_bytes_and_tensor_sources(generated: dict[str, Path]) -> None:
@@ -401,7 +400,7 @@ def test_raw_elementary_streams(tmp_path: Path, fmt: str, codec: str) -> None:
 
 @pytest.mark.parametrize("parts", SHARED, ids=_id)
 def test_timestamps_packets_equal_decoding(parts: tuple[str, ...]) -> None:
-    from gpuvio.cpu_fallback._video import stream_index
+    from gpuvio._media import stream_index
 
     path = media_path(*parts)
     expected, time_base = decoded_pts(path)

@@ -11,7 +11,8 @@ from .._dispatch import cuda_unavailable_reason, module_missing, register_backen
 
 __all__ = ["register_builtin_backends"]
 
-_VIDEO_OPS = {"read_video", "read_video_timestamps", "open_video", "write_video"}
+# the one list of what each backend serves (the dispatcher hands a backend nothing else)
+_VIDEO_DECODE = {"read_video", "open_video"}
 _IMAGE_DECODE = {"decode_image"}
 
 
@@ -23,7 +24,8 @@ def _gpu_probe(*modules: str):
 
 
 def _nvdec_probe() -> str | None:
-    # also looks up the driver's libnvcuvid (without loading it)
+    # the one NVDEC availability check (gpuvio info asks it too); also looks up the driver's
+    # libnvcuvid, without loading it
     from ._cuda import nvdec_probe
 
     return nvdec_probe()
@@ -34,7 +36,7 @@ def register_builtin_backends() -> None:
     register_backend(
         "cpu",
         device_type="cpu",
-        operations={"decode_image", "encode_jpeg", "encode_png", *_VIDEO_OPS},
+        operations={"decode_image", "encode_jpeg", "encode_png", "write_video", *_VIDEO_DECODE},
         loader="gpuvio.cpu_fallback:CpuBackend",
         probe=lambda: module_missing("av", "PIL"),
         description="PyAV (FFmpeg) and Pillow on the CPU: the reference semantics",
@@ -42,7 +44,7 @@ def register_builtin_backends() -> None:
     register_backend(
         "nvdec",
         device_type="cuda",
-        operations=set(_VIDEO_OPS),
+        operations=set(_VIDEO_DECODE),
         loader="gpuvio._backends._nvdec:NvdecBackend",
         probe=_nvdec_probe,
         description="NVIDIA hardware video decoders through PyNvVideoCodec",

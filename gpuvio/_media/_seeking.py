@@ -1,10 +1,10 @@
-"""Checked seeks for range reads: where a seek must land so that a range equals a full decode.
+"""Checked seeks: where a seek must land so that what follows equals a full decode.
 
 FFmpeg seeks to a keyframe at or before the target, but some demuxers land after it (MPEG-TS, AVI
 without an index, B-frames indexed by dts), deliver nothing, or give wrong timestamps for a while
 (MPEG-PS). :func:`seek_to_range` checks the first decoded frame and retries further back;
-:func:`rewind` goes back to the very start and checks that too. The CPU backend's ``read_video``
-and the NVDEC pipeline both position their decoders with these.
+:func:`rewind` goes back to the very start and checks that too; :func:`seek_to_keyframe` positions
+``VideoReader``. Every backend's decoder is positioned by these, through its frame source.
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["AUDIO_PREROLL", "MAX_BUFFER", "SEEK_BACKOFF", "close_frames", "preroll", "rewind", "seek_offset",
-           "seek_to_range", "seek_unreliable"]
+from .._errors import DecodeError
+
+__all__ = ["AUDIO_PREROLL", "MAX_BUFFER", "SEEK_BACKOFF", "close_frames", "frame_with_pts", "preroll", "rewind",
+           "seek_offset", "seek_to_keyframe", "seek_to_range", "seek_unreliable"]
 
 # torchvision decodes up to this many frames past the end, and seeks this many units earlier,
 # when packed B-frames may deliver pts out of order
 MAX_BUFFER = 5
 
 # how far back (seconds) a seek that landed after the start of a range is retried before the
-# range is decoded from the start of the stream (the values of the reader's _SEEK_BACKOFF)
+# range is decoded from the start of the stream 
 SEEK_BACKOFF = (1.0, 4.0, 16.0)
 
 # audio is decoded from this long (seconds) before the start of a range: each frame overlaps the
@@ -153,3 +155,59 @@ def close_frames(frames: Any) -> None:
     close = getattr(frames, "close", None)
     if close is not None:
         close()
+
+
+def seek_to_keyframe(container: Any, stream: Any, target_pts: int, open_frames: Callable[[], Any],
+                     *, before_seek: Callable[[], None] | None = None) -> Any | None:
+    """Frames from a keyframe at or before ``target_pts``, for ``VideoReader``'s precise seek.
+
+    Seeks, takes the first frame, and seeks further back (``SEEK_BACKOFF``) when it starts after
+    the target, since some demuxers land on a later keyframe. ``open_frames()`` makes the frame
+    iterator for the current position; it must have ``push_back(frame)`` and may have
+    ``close()``. ``before_seek()`` runs before every seek (e.g. to reset the decoder). Returns
+    None to mean: decode from the start (the target is at or before the stream's first frame,
+    or every seek landed after it).
+    """
+    import av
+
+    time_base = stream.time_base
+    floor = stream.start_time if stream.start_time is not None else 0
+    offset = target_pts
+    for backoff in (0.0, *SEEK_BACKOFF):
+        offset = min(offset, target_pts - int(backoff / time_base))
+        if offset <= floor:
+            return None
+        if before_seek is not None:
+            before_seek()
+        try:
+            container.seek(offset, stream=stream, backward=True, any_frame=False)
+        except av.FFmpegError:
+            return None
+        frames = open_frames()
+        try:
+            first = next(frames)
+        except StopIteration:
+            close_frames(frames)
+            continue  # some demuxers seek past the last keyframe to nothing: go further back
+        frames.push_back(first)
+        if first.pts <= target_pts:
+            return frames
+        close_frames(frames)
+    return None
+
+
+def frame_with_pts(frames: Any, target: int, wanted: list[int]) -> Any:
+    """The frame of ``frames`` whose pts is ``target``, the earlier ones skipped.
+
+    ``wanted`` (``target`` first) only names what is missing in the error: a :class:`DecodeError`
+    when the decoder goes past ``target`` or runs out, i.e. a frame the container lists does not
+    come out of the decoder.
+    """
+    for frame in frames:
+        if frame.pts < target:
+            continue
+        if frame.pts > target:
+            raise DecodeError(f"the frame with pts {target}, listed by the container, could not be decoded "
+                              f"(the decoder went on to pts {frame.pts})")
+        return frame
+    raise DecodeError(f"frames with pts {list(wanted)} could not be decoded (end of stream)")
