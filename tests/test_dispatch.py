@@ -9,15 +9,14 @@ import torch
 
 import gpuvio
 from gpuvio import _dispatch
-from gpuvio._dispatch import Backend, register_backend, select_backend
+from gpuvio._dispatch import register_backend, resolve_device, select_backend
+from gpuvio._protocols import ImageDecoder
 
 
-class FakeCudaBackend(Backend):
+class FakeCudaBackend:
     """Stands in for a GPU backend so that routing can be tested without a GPU."""
 
     name = "fake-cuda"
-    device_type = "cuda"
-    operations = frozenset({"decode_image"})
     calls: list = []
 
     def decode_images(self, items, *, mode, apply_exif_orientation, device, on_error):
@@ -132,3 +131,43 @@ def test_cpu_backend_forced_with_cuda_device_is_allowed():
 def test_register_backend_rejects_unknown_operations():
     with pytest.raises(gpuvio.InvalidArgumentError, match="unknown operations"):
         register_backend("bad", device_type="cpu", operations={"transcode"}, loader="x:Y", probe=lambda: None)
+
+
+def test_a_bare_cuda_device_resolves_by_one_rule(monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert resolve_device(torch.device("cuda")) == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "2")  # torchrun, before CUDA is initialised
+    assert resolve_device(torch.device("cuda")) == torch.device("cuda", 2)
+    assert resolve_device(torch.device("cuda", 5)) == torch.device("cuda", 5)
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    _, device = select_backend("read_video", "cuda", backend="cpu")
+    assert device == torch.device("cuda", 2)
+
+
+def test_fake_backend_satisfies_the_image_protocol():
+    assert isinstance(FakeCudaBackend(), ImageDecoder)
+
+
+def test_every_backend_implements_what_its_registry_entry_lists():
+    """The registry is the one list of operations; each listed one has its protocol's method."""
+    needs = {"read_video": ("frame_source", "concurrency"), "open_video": ("frame_source", "concurrency"),
+             "decode_image": ("decode_images",), "encode_jpeg": ("encode_jpeg",), "encode_png": ("encode_png",),
+             "write_video": ("write_video",)}
+    assert set(needs) == set(_dispatch.OPERATIONS)
+    _dispatch._load_builtin_backends()
+    for name, entry in _dispatch._REGISTRY.items():
+        module, _, attr = entry.loader.partition(":")
+        cls = getattr(__import__(module, fromlist=[attr]), attr)
+        for operation in entry.operations:
+            missing = [m for m in needs[operation] if not callable(getattr(cls, m, None))]
+            assert not missing, (name, operation, missing)
+        assert cls.name == name
+
+
+def test_backends_report_fallbacks_from_the_one_log():
+    from gpuvio import _fallback
+
+    record = _fallback.record("nvdec", "read_video", "a test reason for the report")
+    info = {b.name: b for b in gpuvio.backends()}["nvdec"]
+    assert info.fallbacks.get(record.reason, 0) >= 1
+    assert record in _fallback.LOG.counts("nvdec")

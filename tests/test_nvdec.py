@@ -32,23 +32,19 @@ import pytest
 import torch
 
 import gpuvio
-from gpuvio.cpu_fallback import CpuBackend, PyAVVideoSource
 from gpuvio import _dispatch
 from gpuvio._backends._nvdec import NvdecBackend
 from gpuvio._backends._nvdec_color import (KERNEL_SOURCE, SWSCALE_KERNEL_SOURCE, kernel_params, nv12_batch_to_rgb,
                                           swscale_kernel_params)
-from gpuvio._backends._nvdec_pipeline import (
-    NvdecUnsupported,
-    SoftwareNv12Session,
-    StreamPlan,
-    SurfaceConverter,
-    check_caps,
-    plan_stream,
-)
+from gpuvio._backends._nvdec_plan import NvdecUnsupported, StreamPlan, check_caps, plan_stream
+from gpuvio._backends._nvdec_source import SurfaceConverter
+from gpuvio._media import MediaReader
 from gpuvio._color import nv12_to_rgb
 from gpuvio._multi import decode_videos
 from gpuvio._swscale_rgb import swscale_nv12_to_rgb
 
+import _software_nv12
+from _software_nv12 import SoftwareNv12Session
 from conftest import media_path
 
 _CPU = torch.device("cpu")
@@ -91,10 +87,23 @@ def clips(generated, tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+SW = _software_nv12.NAME
+
+
 @pytest.fixture(scope="module")
-def software() -> NvdecBackend:
-    """The NVDEC backend with FFmpeg's software decoder standing in for NVDEC (CPU surfaces)."""
-    return NvdecBackend(session_factory=lambda plan, device: SoftwareNv12Session(plan))
+def software():
+    """The NVDEC backend with FFmpeg's software decoder standing in for NVDEC (CPU surfaces),
+    registered as backend ``"nvdec-software"`` for the public API."""
+    with _software_nv12.registered() as backend:
+        yield backend
+
+
+def _reader(decoder, path, stream=("video", 0)) -> MediaReader:
+    return MediaReader(str(path), stream=stream, decoder=decoder, device=_CPU)
+
+
+def _cpu_reader(path, stream=("video", 0)) -> MediaReader:
+    return _reader(_dispatch.get_backend("cpu"), path, stream)
 
 
 def _nvdec_info() -> gpuvio.BackendInfo:
@@ -183,7 +192,7 @@ def test_cpu_work_leaves_cuda_untouched(clips):
     script = textwrap.dedent(f"""
         import sys, torch, gpuvio
         from gpuvio._multi import decode_videos
-        import gpuvio._backends._nvdec, gpuvio._backends._nvdec_pipeline, gpuvio._backends._cuda
+        import gpuvio._backends._nvdec, gpuvio._backends._nvdec_source, gpuvio._backends._cuda
         decode_videos([{str(clips['h264_small'])!r}, {str(clips['hevc'])!r}], device="cpu")
         decode_videos([{str(clips['h264_small'])!r}], device="auto")
         gpuvio.backends()
@@ -535,31 +544,26 @@ _RANGES = [(0, None, "pts"), (0.3, 0.7, "sec"), (1, 1.0, "sec"), (0.45, 0.45, "s
 
 @pytest.mark.parametrize("key", ["h264", "hevc", "vp9"])
 def test_pipeline_read_video_matches_the_cpu_backend(software, clips, key):
-    cpu = CpuBackend()
     for start, end, unit in _RANGES:
-        end = float("inf") if end is None else end
-        video, audio, info = software.read_video(clips[key], start_pts=start, end_pts=end, pts_unit=unit,
-                                                 device=_CPU)
-        ref_video, ref_audio, ref_info = cpu.read_video(clips[key], start_pts=start, end_pts=end, pts_unit=unit,
-                                                        device=_CPU)
+        video, audio, info = gpuvio.read_video(clips[key], start, end, pts_unit=unit, backend=SW)
+        ref_video, ref_audio, ref_info = gpuvio.read_video(clips[key], start, end, pts_unit=unit)
         assert video.shape == ref_video.shape, (start, end, unit)
         assert torch.equal(video, ref_video)  # the default policy: swscale's pixels exactly
         assert torch.equal(audio, ref_audio)
-        assert info["backend"] == "nvdec" and info["fallback_reason"] is None
-        assert {k: v for k, v in info.items() if k not in ("backend", "fallback_reason")} == ref_info
+        assert info["backend"] == SW and info["fallback"] is None and info["fallback_reason"] is None
+        assert {k: v for k, v in info.items() if k not in ("backend", "fallback", "fallback_reason")} == ref_info
 
 
 def test_pipeline_reads_in_memory_sources_and_edit_lists(software, clips):
     data = clips["h264"].read_bytes()
-    video, _, _ = software.read_video(memoryview(data), start_pts=0, end_pts=float("inf"), pts_unit="pts",
-                                      device=_CPU)
+    video, _, _ = gpuvio.read_video(data, backend=SW)
     _assert_close(video, gpuvio.read_video(clips["h264"])[0])
     for name in ("discard_first_keyframe.mp4", "test_non_zero_start.mp4"):
         path = media_path("torchcodec", name)
         for start, end, unit in ((0, float("inf"), "pts"), (0.2, 0.5, "sec")):
-            got = software.read_video(str(path), start_pts=start, end_pts=end, pts_unit=unit, device=_CPU)[0]
-            _assert_close(got, gpuvio.read_video(path, start_pts=start, end_pts=end if end != float("inf") else None,
-                                                 pts_unit=unit)[0])
+            end = None if end == float("inf") else end
+            got = gpuvio.read_video(str(path), start, end, pts_unit=unit, backend=SW)[0]
+            _assert_close(got, gpuvio.read_video(path, start, end, pts_unit=unit)[0])
 
 
 def _take(source, count: int) -> list[tuple[torch.Tensor, float]]:
@@ -581,10 +585,10 @@ def _assert_same_frames(got, expected) -> None:
 @pytest.mark.parametrize("key", ["h264", "hevc", "vp9"])
 def test_pipeline_reader_matches_the_cpu_reader(software, clips, key):
     path = str(clips[key])
-    gpu = software.open_video(path, stream=("video", 0), num_threads=0, device=_CPU)
-    cpu = PyAVVideoSource(path, stream=("video", 0), num_threads=0, device=_CPU)
+    gpu = _reader(software, path)
+    cpu = _cpu_reader(path)
     try:
-        assert gpu.backend_name == "nvdec" and gpu.fallback_reason is None
+        assert gpu.backend_name == SW and gpu.fallback is None
         assert len(gpu) == len(cpu) and gpu.metadata() == cpu.metadata()
         first, ref_first = _take(gpu, 4), _take(cpu, 4)
         _assert_same_frames(first, ref_first)
@@ -613,8 +617,8 @@ def test_pipeline_reader_matches_the_cpu_reader(software, clips, key):
 
 
 def test_pipeline_reader_serves_audio_on_the_cpu(software, clips):
-    gpu = software.open_video(str(clips["h264"]), stream=("audio", 0), num_threads=0, device=_CPU)
-    cpu = PyAVVideoSource(str(clips["h264"]), stream=("audio", 0), num_threads=0, device=_CPU)
+    gpu = _reader(software, clips["h264"], ("audio", 0))
+    cpu = _cpu_reader(clips["h264"], ("audio", 0))
     try:
         assert gpu.backend_name == "cpu"
         for (a, ta), (b, tb) in zip(_take(gpu, 5), _take(cpu, 5)):
@@ -628,18 +632,22 @@ def test_pipeline_reader_serves_audio_on_the_cpu(software, clips):
 def test_pipeline_falls_back_per_file_with_one_warning_and_a_record(software, clips, key, words):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        video, _, info = software.read_video(clips[key], start_pts=0, end_pts=float("inf"), pts_unit="pts",
-                                             device=_CPU)
+        video, _, info = gpuvio.read_video(clips[key], backend=SW)
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-    assert len(messages) == 1 and "NVDEC cannot decode" in messages[0] and words in messages[0]
+    assert len(messages) == 1 and f"{SW} cannot decode" in messages[0] and words in messages[0]
     assert info["backend"] == "cpu" and words in info["fallback_reason"]
+    fallback = info["fallback"]
+    assert isinstance(fallback, gpuvio.Fallback) and fallback.backend == SW and fallback.operation == "read_video"
     assert torch.equal(video, gpuvio.read_video(clips[key])[0])
     with pytest.warns(RuntimeWarning, match=words):
-        reader = software.open_video(str(clips[key]), stream=("video", 0), num_threads=0, device=_CPU)
+        reader = gpuvio.VideoReader(str(clips[key]), backend=SW)
     try:
-        assert reader.backend_name == "cpu" and words in reader.fallback_reason
-        cpu = PyAVVideoSource(str(clips[key]), stream=("video", 0), num_threads=0, device=_CPU)
-        assert [s for _, s in _take(reader, 5)] == [s for _, s in _take(cpu, 5)]
+        assert reader.backend == "cpu" and words in reader.fallback_reason
+        assert reader.fallback == gpuvio.Fallback(SW, "open_video", reader.fallback_reason)
+        reported = {b.name: b for b in gpuvio.backends()}[SW].fallbacks
+        assert reported.get(fallback.reason, 0) >= 1 and reported.get(reader.fallback_reason, 0) >= 1
+        cpu = _cpu_reader(clips[key])
+        assert [f["pts"] for f in itertools.islice(reader, 5)] == [s for _, s in _take(cpu, 5)]
         cpu.close()
     finally:
         reader.close()
@@ -649,8 +657,7 @@ def test_pipeline_unreadable_file_gives_the_cpu_result(software, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all" * 10)
     with pytest.warns(RuntimeWarning, match="Failed to open container"):
-        video, audio, info = software.read_video(bad, start_pts=0, end_pts=float("inf"), pts_unit="pts",
-                                                 device=_CPU)
+        video, audio, info = gpuvio.read_video(bad, backend=SW)
     assert video.shape == (0, 1, 1, 3) and audio.shape == (1, 0) and info["backend"] == "cpu"
 
 
@@ -658,8 +665,8 @@ def test_pipeline_read_videos_keeps_order_and_matches_read_video(software, clips
     paths = [clips["h264"], clips["mpeg4"], clips["hevc"], clips["h264_small"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the MPEG-4 clip falls back, by design
-        results = software.read_videos(paths, start_pts=0.2, end_pts=0.6, pts_unit="sec", device=_CPU,
-                                       max_workers=3)
+        results = decode_videos(paths, start_pts=0.2, end_pts=0.6, pts_unit="sec", device="cpu", backend=SW,
+                                max_workers=3)
     for path, frames in zip(paths, results):
         _assert_close(frames, gpuvio.read_video(path, start_pts=0.2, end_pts=0.6, pts_unit="sec")[0])
 

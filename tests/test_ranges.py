@@ -488,11 +488,17 @@ def test_clip_dataset_reads_one_keyframe_ts_clips_with_read_video(clips: dict[st
 # ------------------------------------------------------------------------------ the NVDEC pipeline
 @pytest.fixture(scope="module")
 def software() -> Any:
-    """The NVDEC backend with FFmpeg's software decoder standing in for NVDEC (as in test_nvdec)."""
-    from gpuvio._backends._nvdec import NvdecBackend
-    from gpuvio._backends._nvdec_pipeline import SoftwareNv12Session
+    """The NVDEC backend with FFmpeg's software decoder standing in for NVDEC (as in test_nvdec),
+    registered as backend ``"nvdec-software"``."""
+    import _software_nv12
 
-    return NvdecBackend(session_factory=lambda plan, device: SoftwareNv12Session(plan))
+    with _software_nv12.registered() as backend:
+        yield backend
+
+
+def _sw_read(path: Path, start: Any, end: Any, unit: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    return gpuvio.read_video(str(path), start, None if end == float("inf") else end, pts_unit=unit,
+                             backend="nvdec-software")
 
 
 @pytest.mark.parametrize("name", ["ts_one_keyframe", "ts_gops", "ts_negative_pts", "mpeg_ps", "mkv_no_cues",
@@ -503,16 +509,14 @@ def test_nvdec_pipeline_ranges_equal_a_full_decode(software: Any, clips: dict[st
     path = clips[name]
     frames, time_base, _ = full_decode(str(path))
     pts = sorted(frames)
-    cpu = torch.device("cpu")
-    whole, _, info = software.read_video(str(path), start_pts=pts[0], end_pts=float("inf"), pts_unit="pts",
-                                         device=cpu)
-    assert info["backend"] == "nvdec" and whole.shape[0] == len(pts), info
+    whole, _, info = _sw_read(path, pts[0], float("inf"), "pts")
+    assert info["backend"] == software.name and whole.shape[0] == len(pts), info
     cases = ranges(pts, time_base)
     # before the first frame, between frames, inside a GOP, start == end between frames, past
     # the end, seconds (the software stand-in converts slowly: not every case)
     for start, end, unit in (cases[i] for i in (0, 2, 3, 5, 8, 9)):
-        video, _, info = software.read_video(str(path), start_pts=start, end_pts=end, pts_unit=unit, device=cpu)
-        assert info["backend"] == "nvdec", info
+        video, _, info = _sw_read(path, start, end, unit)
+        assert info["backend"] == software.name, info
         first, last = start, end
         if unit == "sec":
             first, last = stream_units(start, time_base, ceil=False), stream_units(end, time_base, ceil=True)
@@ -528,15 +532,65 @@ def test_nvdec_pipeline_falls_back_for_a_raw_stream(software: Any, clips: dict[s
     frames, _, _ = full_decode(str(path))
     pts = sorted(frames)
     with pytest.warns(RuntimeWarning):
-        video, _, info = software.read_video(str(path), start_pts=pts[30], end_pts=pts[40], pts_unit="pts",
-                                             device=torch.device("cpu"))
+        video, _, info = _sw_read(path, pts[30], pts[40], "pts")
     assert info["backend"] == "cpu" and video.shape[0] == 11
 
 
 def test_nvdec_read_range_logs_its_fall_back(software: Any, clips: dict[str, Path], fallbacks: FallbackLog) -> None:
     path = clips["ts_one_keyframe"]
     pts = sorted(full_decode(str(path))[0])
-    video, _, _ = software.read_video(str(path), start_pts=pts[30], end_pts=pts[40], pts_unit="pts",
-                                      device=torch.device("cpu"))
+    video, _, _ = _sw_read(path, pts[30], pts[40], "pts")
     assert video.shape[0] == 11
-    assert len(fallbacks.messages) == 1 and fallbacks.messages[0].startswith("nvdec read_range")
+    # the one seek-and-restart policy of the media layer, whichever backend decodes
+    assert len(fallbacks.messages) == 1 and fallbacks.messages[0].startswith("read_video: the seek")
+
+
+# The NVDEC backend once carried its own copies of the CPU reader's restart and random access, and
+# they drifted: it restarted by seeking to the start, which loses what an edit list discards. Both
+# now run the media layer's one implementation; these files are where a drift would show.
+_EDIT_LISTS = [("generated", "mov_edit_list"), ("generated", "mp4_nonzero_start"),
+               ("torchcodec", "discard_first_keyframe.mp4"), ("torchcodec", "test_non_zero_start.mp4")]
+
+
+def _drift_path(clips: dict[str, Path], where: str, name: str) -> Path:
+    return clips[name] if where == "generated" else media_path(where, name)
+
+
+def _take_all(reader: Any, count: int = 10_000) -> list[tuple[torch.Tensor, float]]:
+    out = []
+    for _ in range(count):
+        try:
+            out.append(reader.next())
+        except StopIteration:
+            break
+    return out
+
+
+@pytest.mark.parametrize(("where", "name"), _EDIT_LISTS, ids=[n for _, n in _EDIT_LISTS])
+def test_nvdec_restart_and_random_access_equal_the_cpu(software: Any, clips: dict[str, Path], where: str,
+                                                      name: str) -> None:
+    from gpuvio._dispatch import get_backend
+    from gpuvio._media import MediaReader
+
+    path = str(_drift_path(clips, where, name))
+    cpu = torch.device("cpu")
+    gpu = MediaReader(path, stream=("video", 0), decoder=software, device=cpu)
+    ref = MediaReader(path, stream=("video", 0), decoder=get_backend("cpu"), device=cpu)
+    try:
+        assert gpu.backend_name == software.name
+        for reader in (gpu, ref):
+            _take_all(reader, 7)
+            reader.seek(0.0)  # a restart after reading: the file is reopened, its edit list kept
+        got, want = _take_all(gpu), _take_all(ref)
+        assert [t for _, t in got] == [t for _, t in want] and len(want) == len(ref)
+        assert all(torch.equal(a, b) for (a, _), (b, _) in zip(got, want))
+        n = len(ref)
+        indices = [0, 1, n // 2, n - 1, 0, 2]
+        frames, times = gpu.get_frames_at(indices)
+        ref_frames, ref_times = ref.get_frames_at(indices)
+        assert times == ref_times and torch.equal(frames, ref_frames)
+    finally:
+        gpu.close()
+        ref.close()
+    whole, _, info = gpuvio.read_video(path, pts_unit="sec", backend=software.name)
+    assert info["backend"] == software.name and torch.equal(whole, gpuvio.read_video(path, pts_unit="sec")[0])
