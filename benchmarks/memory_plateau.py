@@ -311,30 +311,40 @@ def _fix_workers(n: int) -> Callable[[], None]:
     return apply
 
 
+class _Converted:
+    """What a patched ``PyAVFrameSource.convert`` returns: an array filled (or being filled)."""
+
+    def __init__(self, out: Any, future: Any = None) -> None:
+        self._out, self._future = out, future
+
+    def result(self) -> Any:
+        import torch
+
+        if self._future is not None:
+            self._future.result()
+        return torch.from_numpy(self._out)
+
+
 def _fix_inline_convert() -> None:
     """VideoReader.next converts its lookahead frame on the caller's thread (no pool hand-off)."""
-    from concurrent.futures import Future
+    from gpuvio.cpu_fallback import _frame_source
 
-    from gpuvio.cpu_fallback import _video_reader
-
-    def convert_ahead(self: Any, frame: Any) -> tuple[Any, Any]:
+    def convert(self: Any, frame: Any) -> _Converted:
         import numpy as np
 
         out = np.empty((3, frame.height, frame.width), dtype=np.uint8)
-        future: Future = Future()
         self._converter.convert_into(frame, out, "CHW")
-        future.set_result(None)
-        return future, out
+        return _Converted(out)
 
-    _video_reader.PyAVVideoSource._convert_ahead = convert_ahead  # type: ignore[method-assign]
+    _frame_source.PyAVFrameSource.convert = convert  # type: ignore[method-assign]
 
 
 def _fix_drop_frame_on_caller() -> None:
     """The pool thread does not hold the decoded AVFrame after converting it: the caller's
     thread drops the last reference (so FFmpeg's frame buffers are freed where they came from)."""
-    from gpuvio.cpu_fallback import _video_reader
+    from gpuvio.cpu_fallback import _frame_source
 
-    def convert_ahead(self: Any, frame: Any) -> tuple[Any, Any]:
+    def convert(self: Any, frame: Any) -> _Converted:
         import numpy as np
 
         from gpuvio.cpu_fallback._frames import conversion_pool
@@ -346,23 +356,23 @@ def _fix_drop_frame_on_caller() -> None:
             self._converter.convert_into(holder[0], out, "CHW")
             return holder  # the future keeps the frame; the caller drops it with the future
 
-        return conversion_pool().submit(work), out
+        return _Converted(out, conversion_pool().submit(work))
 
-    _video_reader.PyAVVideoSource._convert_ahead = convert_ahead  # type: ignore[method-assign]
+    _frame_source.PyAVFrameSource.convert = convert  # type: ignore[method-assign]
 
 
 def _fix_decoder_threads(n: int) -> Callable[[], None]:
     """The reader's decoder gets ``n`` FFmpeg threads (default: FFmpeg's automatic count)."""
     def apply() -> None:
-        from gpuvio.cpu_fallback import _video_reader
+        from gpuvio.cpu_fallback import _frame_source
 
-        original = _video_reader.PyAVVideoSource._configure
+        original = _frame_source.PyAVFrameSource.__init__
 
-        def configure(self: Any, stream: Any) -> None:
-            original(self, stream)
-            if stream.type == "video" and not self._num_threads:
-                stream.codec_context.thread_count = n
-        _video_reader.PyAVVideoSource._configure = configure  # type: ignore[method-assign]
+        def init(self: Any, stream: Any, **kwargs: Any) -> None:
+            original(self, stream, **kwargs)
+            if not kwargs.get("threads"):
+                self._thread_count = n
+        _frame_source.PyAVFrameSource.__init__ = init  # type: ignore[method-assign]
     return apply
 
 

@@ -28,9 +28,14 @@ def cpu_decoder() -> VideoDecoder:
     return get_backend("cpu")  # type: ignore[return-value]
 
 
+# how warnings name a backend (benchmarks and users grep for "NVDEC cannot decode")
+_LABELS = {"nvdec": "NVDEC"}
+
+
 def fall_back(backend: str, operation: str, source: Any, reason: str) -> _fallback.Fallback:
     """Warn that ``backend`` hands ``source`` to the CPU, and record it."""
-    warnings.warn(f"{source_name(source)}: {backend} cannot decode this video ({reason}); decoded on the CPU "
+    label = _LABELS.get(backend, backend)
+    warnings.warn(f"{source_name(source)}: {label} cannot decode this video ({reason}); decoded on the CPU "
                   "instead", RuntimeWarning, stacklevel=5)
     return _fallback.record(backend, operation, reason)
 
