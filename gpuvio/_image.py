@@ -23,6 +23,7 @@ from ._errors import (
     UnsupportedFormatError,
 )
 from ._formats import ImageFormat, sniff_image_format
+from ._protocols import DecodedImage, EncodedImage
 from ._source import atomic_output, encoded_view, read_file
 from ._types import DeviceLike, ImageReadMode
 
@@ -43,7 +44,6 @@ __all__ = [
 
 OnError = Literal["raise", "skip"]
 _ALL_FORMATS: tuple[ImageFormat, ...] = ("jpeg", "png", "gif", "webp", "avif", "heic")
-EncodedImage = "torch.Tensor | bytes | str | os.PathLike[str]"
 
 
 def _format_error(data: memoryview, allowed: tuple[ImageFormat, ...]) -> GpuvioError:
@@ -93,7 +93,7 @@ def _check_encoded_tensor(source: Any) -> None:
             f"{source.numel()} numels, shape {tuple(source.shape)} (Expected a non empty 1-dimensional tensor)")
 
 
-def _prepare(source: Any, allowed: tuple[ImageFormat, ...]) -> tuple[memoryview, str] | GpuvioError:
+def _prepare(source: Any, allowed: tuple[ImageFormat, ...]) -> EncodedImage | GpuvioError:
     """(bytes, format) of one input, or the per-image error to raise or skip."""
     try:
         if isinstance(source, (str, os.PathLike)):
@@ -130,22 +130,26 @@ def _decode(input: Any, mode: ImageReadMode | str, apply_exif_orientation: bool,
         raise InvalidArgumentError("Input list must contain at least one element")
     prepared = [_prepare(s, allowed) for s in sources]
     chosen, target = select_backend("decode_image", device, backend)
-    good = [(i, p) for i, p in enumerate(prepared) if not isinstance(p, BaseException)]
-    decoded = chosen.decode_images([p for _, p in good], mode=mode,
-                                   apply_exif_orientation=apply_exif_orientation,
-                                   device=target, on_error=on_error) if good else []
-    results: list[Any] = list(prepared)
-    for (i, _), out in zip(good, decoded):
-        results[i] = out
+    good = [p for p in prepared if not isinstance(p, GpuvioError)]
+    decoded: list[DecodedImage] = []
+    if good:
+        decoded = chosen.decode_images(good, mode=mode, apply_exif_orientation=apply_exif_orientation,
+                                       device=target, on_error=on_error)
+    if len(decoded) != len(good):
+        raise RuntimeError(f"backend {chosen.name!r} returned {len(decoded)} results for {len(good)} images")
+    # each input's result: its image, or the error it raised (while preparing it, or in the backend)
+    outputs = iter(decoded)
+    results: list[DecodedImage] = [p if isinstance(p, GpuvioError) else next(outputs) for p in prepared]
     if not batch:
         if isinstance(results[0], BaseException):
             raise results[0]
         return results[0]
-    failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    failed = [(i, r) for i, r in enumerate(results) if isinstance(r, BaseException)]
     if failed and on_error == "raise":
-        raise _with_index(results[failed[0]], failed[0], len(results)) from results[failed[0]]
+        index, first = failed[0]
+        raise _with_index(first, index, len(results)) from first
     if failed:
-        reasons = "; ".join(f"{i}: {results[i]}" for i in failed[:5])
+        reasons = "; ".join(f"{i}: {r}" for i, r in failed[:5])
         warnings.warn(f"skipped {len(failed)} of {len(results)} images that failed to decode ({reasons})",
                       RuntimeWarning, stacklevel=3)
     return [r for r in results if not isinstance(r, BaseException)]

@@ -20,12 +20,13 @@ import torch
 from conftest import media_path
 
 import gpuvio
-from gpuvio import ImageReadMode
+from gpuvio import ImageReadMode, _dispatch
 from gpuvio._formats import sniff_image_format
+from gpuvio._jpeg import read_frame
+from gpuvio._protocols import ImageDecoder
 
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda120)")
 
-from gpuvio.cpu_fallback import CpuBackend
 from gpuvio._backends._dali import DaliBackend, _bucket
 
 CPU = torch.device("cpu")
@@ -47,8 +48,8 @@ def backend() -> DaliBackend:
 
 
 @pytest.fixture(scope="module")
-def reference() -> CpuBackend:
-    return CpuBackend()
+def reference() -> ImageDecoder:
+    return _dispatch.get_backend("cpu")
 
 
 def _item(data: bytes) -> tuple[memoryview, str]:
@@ -98,6 +99,7 @@ def test_cpu_pipelines_match_the_cpu_backend(backend, reference, mode):
 
 def test_long_lists_run_in_chunks_and_keep_their_order(reference):
     backend = DaliBackend(cpu_only=True, num_threads=1, max_batch_size=4)
+    backend.fallbacks.reset()  # fallbacks is this backend's part of the process-wide log
     items = [_item(_jpeg(_photo(20 + s, 30, seed=s), quality=90)) for s in range(11)]
     got = backend.decode_images(items, mode=ImageReadMode.RGB, apply_exif_orientation=False, device=CPU,
                                 on_error="raise")
@@ -127,8 +129,9 @@ def test_exif_orientation(backend, reference, exif):
 def test_a_failing_sample_goes_to_the_cpu_and_the_rest_still_decode(reference):
     """DALI stops the whole batch at one bad sample; the backend retries without it."""
     backend = DaliBackend(cpu_only=True, num_threads=1, max_batch_size=8)
+    backend.fallbacks.reset()
     broken = bytearray(_jpeg(_photo(seed=7)))
-    broken[broken.find(b"\xff\xc0") + 12] = 3  # undefined quantisation table: passes screening, DALI fails
+    broken[read_frame(bytes(broken)).offset + 12] = 3  # undefined quantisation table: passes screening, DALI fails
     items = [_item(_jpeg(_photo(seed=s))) for s in range(3)]
     items.insert(1, _item(bytes(broken)))
     items.append(_item(media_path("torchvision", "images", "damaged_jpeg", "corrupt34_4.jpg").read_bytes()))

@@ -6,6 +6,9 @@ fallback and error policy, the tensor hand-off, encoding) through the real libra
 then decode with libjpeg-turbo (fancy upsampling, integer IDCT), so results must be identical.
 The ``cuda`` tests check what only a GPU can show: nvJPEG parity (mean abs diff < 1), CUDA
 outputs, stream ordering and the GPU encoder.
+
+Every backend object logs into its backend's part of ``gpuvio._fallback.LOG`` (``fallbacks`` is a
+view of it), so a test that counts exactly resets that view first.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from conftest import media_path
 
 import gpuvio
 from gpuvio import ImageReadMode, _dispatch
-from gpuvio._errors import DecodeError
+from gpuvio._errors import DecodeError, GpuvioError
 from gpuvio._formats import sniff_image_format
+from gpuvio._jpeg import read_frame
+from gpuvio._protocols import ImageDecoder, JpegEncoder
 
 nvimgcodec = pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec is not installed "
                                  "(pip install nvidia-nvimgcodec-cu12)")
 
-from gpuvio.cpu_fallback import CpuBackend
 from gpuvio._backends._nvimgcodec import NvImgCodecBackend
 
 CPU = torch.device("cpu")
@@ -49,8 +53,6 @@ SHARED_JPEGS = [
 class CpuOnlyNvImgCodec(NvImgCodecBackend):
     """The backend in CPU-only mode, registered as a CPU backend so the front-ends can reach it."""
 
-    device_type = "cpu"
-
     def __init__(self) -> None:
         super().__init__(cpu_only=True)
 
@@ -61,8 +63,8 @@ def backend() -> NvImgCodecBackend:
 
 
 @pytest.fixture(scope="module")
-def reference() -> CpuBackend:
-    return CpuBackend()
+def reference() -> ImageDecoder:
+    return _dispatch.get_backend("cpu")
 
 
 @pytest.fixture
@@ -108,8 +110,9 @@ def _undefined_qtable(data: bytes) -> bytes:
     is how to make the library itself fail on one member of a batch.
     """
     out = bytearray(data)
-    sof = out.find(b"\xff\xc0")
-    out[sof + 12] = 3
+    frame = read_frame(data)
+    assert frame is not None
+    out[frame.offset + 12] = 3
     return bytes(out)
 
 
@@ -143,6 +146,34 @@ def test_library_is_imported_only_when_the_backend_is_created():
     assert result.stdout.strip().endswith("ok")
 
 
+def test_backend_is_a_plain_image_decoder_and_jpeg_encoder_logging_into_the_process_log(backend):
+    from gpuvio import _fallback
+
+    assert isinstance(backend, ImageDecoder) and isinstance(backend, JpegEncoder)
+    assert not hasattr(backend, "operations") and not hasattr(backend, "device_type")
+    backend.fallbacks.reset()
+    gpu_before = _fallback.LOG.gpu_count("nvimgcodec")
+    items = [_item(_jpeg(_photo())), _item(_read("torchvision", "images", "logos", "palette_pytorch.png"))]
+    backend.decode_images(items, mode=ImageReadMode.RGB, apply_exif_orientation=False, device=CPU, on_error="raise")
+    assert _fallback.LOG.gpu_count("nvimgcodec") == gpu_before + 1 and backend.fallbacks.gpu_images == 1
+    assert backend.fallbacks.counts() == {"png is decoded on the CPU": 1}
+    assert _fallback.Fallback("nvimgcodec", "decode_image", "png is decoded on the CPU") in _fallback.LOG.counts()
+
+
+def test_a_stray_cpu_exception_is_stored_as_a_decode_error_naming_it(backend, monkeypatch):
+    from gpuvio._backends import _nvimgcodec_common
+
+    class Flaky:
+        def decode_images(self, items, **kwargs):
+            return [KeyError("lost")] * len(items)
+
+    monkeypatch.setattr(_nvimgcodec_common, "cpu_backend", lambda: Flaky())
+    png = _item(_read("torchvision", "images", "logos", "palette_pytorch.png"))
+    (got,) = backend.decode_images([png], mode=ImageReadMode.RGB, apply_exif_orientation=False, device=CPU,
+                                   on_error="skip")
+    assert isinstance(got, DecodeError) and "KeyError" in str(got) and isinstance(got.__cause__, KeyError)
+
+
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
 def test_shared_jpegs_match_the_cpu_backend(backend, reference, mode):
     items = [_item(_read(*parts)) for parts in SHARED_JPEGS]
@@ -166,6 +197,7 @@ def test_generated_jpegs_match_across_subsamplings(backend, reference, subsampli
 
 def test_batch_mixes_jpeg_png_cmyk_and_sends_non_jpeg_to_the_cpu(reference):
     backend = NvImgCodecBackend(cpu_only=True)
+    backend.fallbacks.reset()
     items = [_item(_read("torchvision", "images", "grace_hopper_517x606.jpg")),
              _item(_read("torchvision", "images", "logos", "palette_pytorch.png")),
              _item(_read("torchvision", "images", "logos", "gray_pytorch.jpg")),
@@ -202,12 +234,14 @@ def test_bad_members_become_the_cpu_backends_errors_never_none(backend, referenc
     assert "Image is incomplete or truncated" in str(got[1])
     assert "Unsupported marker type 0xae" in str(got[2])
     assert isinstance(got[3], DecodeError)
+    assert all(isinstance(g, (torch.Tensor, GpuvioError)) for g in got)
     assert backend.fallbacks.counts()["nvImageCodec could not decode it"] == before + 1
 
 
 def test_long_batches_overlap_screening_and_still_route_bad_members(reference):
     """From 8 images on, the library decodes while the scan data is checked (a second thread)."""
     backend = NvImgCodecBackend(cpu_only=True)
+    backend.fallbacks.reset()
     items = [_item(_jpeg(_photo(seed=s), quality=85)) for s in range(12)]
     items[3] = _item(_read("torchvision", "images", "damaged_jpeg", "corrupt.jpg"))
     items[7] = _item(_read("torchvision", "images", "damaged_jpeg", "corrupt34_2.jpg"))
@@ -227,6 +261,7 @@ def test_images_over_the_bomb_limit_follow_the_cpu_backend(reference, monkeypatc
     from PIL import Image
 
     backend = NvImgCodecBackend(cpu_only=True)
+    backend.fallbacks.reset()
     items = [_item(_jpeg(_photo(40, 50)))]
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 900)  # 2000 pixels: over twice the limit
     with pytest.raises(ValueError) as got:
@@ -374,6 +409,7 @@ def gpu_backend() -> NvImgCodecBackend:
 def test_cuda_parity_with_the_cpu_backend(gpu_backend, reference, mode):
     items = [_item(data) for data in _generated_set() + _shared_if_present()]
     device = torch.device("cuda", 0)
+    gpu_backend.fallbacks.reset()  # the CPU-only tests logged under the same backend name
     before = gpu_backend.fallbacks.gpu_images
     got = gpu_backend.decode_images(items, mode=mode, apply_exif_orientation=False, device=device,
                                     on_error="raise")

@@ -28,14 +28,16 @@ import re
 import threading
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .._dispatch import Backend
 from .._errors import BackendUnavailableError, InvalidArgumentError
+from .._fallback import LOG
+from .._protocols import DecodedImage, EncodedImage
 from .._types import ImageReadMode
 from ._nvimgcodec_common import (
-    FallbackLog,
+    FallbackView,
     Request,
+    complete,
     cpu_decode,
     finish_mode,
     plan_batch,
@@ -76,7 +78,9 @@ if hasattr(os, "register_at_fork"):
 def _import_dali() -> Any:
     try:
         from nvidia import dali
-        from nvidia.dali import fn, pipeline_def, types  # noqa: F401
+        # what the pipelines use, imported now so that an incomplete install fails here
+        from nvidia.dali import fn, pipeline_def, types
+        del fn, pipeline_def, types
     except ImportError as exc:
         raise BackendUnavailableError(
             "the dali backend needs NVIDIA DALI: pip install nvidia-dali-cuda120 (or -cuda130 to match "
@@ -92,8 +96,9 @@ def _bucket(n: int) -> int:
     return size
 
 
-class DaliBackend(Backend):
-    """Batched image decoding through NVIDIA DALI's ``fn.decoders.image``.
+class DaliBackend:
+    """Batched image decoding through NVIDIA DALI's ``fn.decoders.image`` (an ``ImageDecoder`` of
+    :mod:`gpuvio._protocols`).
 
     Args:
         cpu_only: build CPU pipelines (``device_id=None``, decoder device ``"cpu"``); results are
@@ -103,9 +108,8 @@ class DaliBackend(Backend):
         hw_decoder_load: share of JPEGs DALI hands to the hardware JPEG engine (default 0.9).
     """
 
-    name: ClassVar[str] = "dali"
-    device_type: ClassVar[Literal["cuda"]] = "cuda"
-    operations: ClassVar[frozenset[str]] = frozenset({"decode_image"})
+    #: registry name, under which fallbacks and GPU work are logged
+    name: str = "dali"
 
     def __init__(self, *, cpu_only: bool = False, num_threads: int = 4, max_batch_size: int = 256,
                  hw_decoder_load: float = 0.9) -> None:
@@ -121,9 +125,9 @@ class DaliBackend(Backend):
         self._hw_load = hw_decoder_load
         self._pipelines: dict[tuple[int, int | None, Request, bool], Any] = {}
         self._lock = threading.Lock()
-        self._cpu: Any = None
-        #: How many images DALI decoded, and how many went to the CPU backend and why.
-        self.fallbacks = FallbackLog()
+        #: How many images DALI decoded, and how many went to the CPU backend and why (this
+        #: backend's part of ``gpuvio._fallback.LOG``).
+        self.fallbacks = FallbackView(self.name)
         _live_backends.add(self)
 
     def close(self) -> None:
@@ -140,13 +144,6 @@ class DaliBackend(Backend):
     def __repr__(self) -> str:
         where = "cpu-only" if self.cpu_only else "mixed"
         return f"DaliBackend({where}, dali {self._dali.__version__}, {len(self._pipelines)} pipelines)"
-
-    def _cpu_backend(self) -> Any:
-        if self._cpu is None:
-            from gpuvio.cpu_fallback import CpuBackend
-
-            self._cpu = CpuBackend()
-        return self._cpu
 
     def _device_index(self, device: torch.device) -> int | None:
         if self.cpu_only:
@@ -188,15 +185,16 @@ class DaliBackend(Backend):
         self._pipelines[key] = pipe
         return pipe
 
-    def decode_images(self, items: list[Any], *, mode: ImageReadMode, apply_exif_orientation: bool,
-                      device: torch.device, on_error: str) -> list[Any]:
+    def decode_images(self, items: list[EncodedImage], *, mode: ImageReadMode, apply_exif_orientation: bool,
+                      device: torch.device, on_error: Literal["raise", "skip"]) -> list[DecodedImage]:
         """Decode ``(bytes, format)`` items in DALI batches.
 
         Returns:
-            a list, in input order, of ``Tensor[C, H, W] uint8`` on ``device`` or the exception of
-            each image that failed (the front-end raises or skips them per ``on_error``).
+            a list, in input order, of ``Tensor[C, H, W] uint8`` on ``device`` or the
+            :class:`GpuvioError` of each image that failed (the front-end raises or skips them
+            per ``on_error``).
         """
-        results: list[Any] = [None] * len(items)
+        results: list[DecodedImage | None] = [None] * len(items)
         groups, _, to_cpu = plan_batch(items, mode, screen_jpeg)
 
         device_index = self._device_index(device)
@@ -208,18 +206,16 @@ class DaliBackend(Backend):
                 if failed:
                     to_cpu.setdefault("DALI could not decode it", []).extend(failed)
 
-        for reason, indices in to_cpu.items():
-            self.fallbacks.add(reason, len(indices))
-            cpu_decode(self._cpu_backend(), items, indices, mode=mode,
-                       apply_exif_orientation=apply_exif_orientation, device=device, results=results)
+        cpu_decode(self.name, items, to_cpu, mode=mode, apply_exif_orientation=apply_exif_orientation,
+                   device=device, results=results)
 
         if on_error == "raise" and len(items) == 1 and isinstance(results[0], BaseException):
             raise results[0]
-        return results
+        return complete(results)
 
-    def _decode_chunk(self, items: list[Any], chunk: list[int], request: Request, mode: ImageReadMode,
+    def _decode_chunk(self, items: list[EncodedImage], chunk: list[int], request: Request, mode: ImageReadMode,
                       exif: bool, device: torch.device, device_index: int | None,
-                      results: list[Any]) -> list[int]:
+                      results: list[DecodedImage | None]) -> list[int]:
         """Run ``items[chunk]`` through a pipeline; return the indices DALI failed on."""
         import numpy as np
 
@@ -246,7 +242,7 @@ class DaliBackend(Backend):
                     continue
             for i, hwc in zip(pending, tensors):
                 results[i] = finish_mode(hwc, mode)
-            self.fallbacks.add_gpu(len(pending))
+            LOG.add_gpu(self.name, len(pending))
             pending = []
         return failed
 

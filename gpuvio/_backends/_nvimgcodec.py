@@ -26,14 +26,17 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .._dispatch import Backend
 from .._errors import BackendUnavailableError, InvalidArgumentError
+from .._fallback import LOG, record
+from .._protocols import DecodedImage, EncodedImage
 from .._types import ImageReadMode
 from ._nvimgcodec_common import (
-    FallbackLog,
+    FallbackView,
     Request,
+    complete,
+    cpu_backend,
     cpu_decode,
     finish_mode,
     plan_batch,
@@ -65,8 +68,9 @@ def _import_nvimgcodec() -> Any:
     return nvimgcodec
 
 
-class NvImgCodecBackend(Backend):
-    """Image decoding and JPEG encoding through NVIDIA nvImageCodec.
+class NvImgCodecBackend:
+    """Image decoding and JPEG encoding through NVIDIA nvImageCodec (an ``ImageDecoder`` and a
+    ``JpegEncoder`` of :mod:`gpuvio._protocols`).
 
     Args:
         cpu_only: run nvImageCodec with its CPU-only device id and CPU codecs; results are CPU
@@ -81,9 +85,8 @@ class NvImgCodecBackend(Backend):
         fancy_upsampling: interpolate chroma like libjpeg (default True; needed for parity).
     """
 
-    name: ClassVar[str] = "nvimgcodec"
-    device_type: ClassVar[Literal["cuda"]] = "cuda"
-    operations: ClassVar[frozenset[str]] = frozenset({"decode_image", "encode_jpeg"})
+    #: registry name, under which fallbacks and GPU work are logged
+    name: str = "nvimgcodec"
 
     def __init__(self, *, cpu_only: bool = False, backend_kinds: Sequence[BackendKind] | None = None,
                  num_threads: int = 0, fancy_upsampling: bool = True) -> None:
@@ -103,11 +106,11 @@ class NvImgCodecBackend(Backend):
         self._encoders: dict[int, Any] = {}
         self._locks: dict[tuple[str, int], threading.Lock] = {}
         self._guard = threading.Lock()
-        self._cpu: Any = None
         self._warned_host = False
         self._warned_dlpack = False
-        #: How many images the library decoded, and how many went to the CPU backend and why.
-        self.fallbacks = FallbackLog()
+        #: How many images the library decoded, and how many went to the CPU backend and why
+        #: (this backend's part of ``gpuvio._fallback.LOG``).
+        self.fallbacks = FallbackView(self.name)
 
     # ------------------------------------------------------------------ library objects
 
@@ -166,13 +169,6 @@ class NvImgCodecBackend(Backend):
 
         return int(torch.cuda.current_stream(device).cuda_stream)
 
-    def _cpu_backend(self) -> Any:
-        if self._cpu is None:
-            from gpuvio.cpu_fallback import CpuBackend
-
-            self._cpu = CpuBackend()
-        return self._cpu
-
     # ------------------------------------------------------------------ hand-off
 
     def _to_torch(self, image: Any, device: torch.device) -> torch.Tensor:
@@ -213,15 +209,16 @@ class NvImgCodecBackend(Backend):
 
     # ------------------------------------------------------------------ decoding
 
-    def decode_images(self, items: list[Any], *, mode: ImageReadMode, apply_exif_orientation: bool,
-                      device: torch.device, on_error: str) -> list[Any]:
+    def decode_images(self, items: list[EncodedImage], *, mode: ImageReadMode, apply_exif_orientation: bool,
+                      device: torch.device, on_error: Literal["raise", "skip"]) -> list[DecodedImage]:
         """Decode ``(bytes, format)`` items as one batch.
 
         Returns:
-            a list, in input order, of ``Tensor[C, H, W] uint8`` on ``device`` or the exception
-            of each image that failed (the front-end raises or skips them per ``on_error``).
+            a list, in input order, of ``Tensor[C, H, W] uint8`` on ``device`` or the
+            :class:`GpuvioError` of each image that failed (the front-end raises or skips them
+            per ``on_error``).
         """
-        results: list[Any] = [None] * len(items)
+        results: list[DecodedImage | None] = [None] * len(items)
         groups, headers, to_cpu = plan_batch(items, mode, screen_header)
 
         # nvImageCodec decodes (it releases the GIL) while this thread checks the scan data of the
@@ -242,18 +239,16 @@ class NvImgCodecBackend(Backend):
                 else:
                     results[i] = finish_mode(self._to_torch(image, device), mode)
                     decoded += 1
-            self.fallbacks.add_gpu(decoded)
+            LOG.add_gpu(self.name, decoded)
 
-        for reason, indices in to_cpu.items():
-            self.fallbacks.add(reason, len(indices))
-            cpu_decode(self._cpu_backend(), items, sorted(indices), mode=mode,
-                       apply_exif_orientation=apply_exif_orientation, device=device, results=results)
+        cpu_decode(self.name, items, to_cpu, mode=mode, apply_exif_orientation=apply_exif_orientation,
+                   device=device, results=results)
 
         if on_error == "raise" and len(items) == 1 and isinstance(results[0], BaseException):
             raise results[0]
-        return results
+        return complete(results)
 
-    def _start_decode(self, items: list[Any], indices: list[int], request: Request,
+    def _start_decode(self, items: list[EncodedImage], indices: list[int], request: Request,
                       apply_exif_orientation: bool, device: torch.device) -> Callable[[], list[Any]]:
         """Start batch-decoding ``items[indices]``; the returned call waits for the list of Images.
 
@@ -338,7 +333,7 @@ class NvImgCodecBackend(Backend):
         """
         import torch
 
-        out: list[Any] = [None] * len(images)
+        out: list[torch.Tensor | None] = [None] * len(images)
         groups: dict[tuple[torch.device, int], list[int]] = {}
         for i, image in enumerate(images):
             groups.setdefault((image.device, image.shape[0]), []).append(i)
@@ -346,8 +341,9 @@ class NvImgCodecBackend(Backend):
         for (device, channels), indices in groups.items():
             if device.type != "cuda" and not self.cpu_only:
                 # a GPU encoder gains nothing on CPU tensors: the reference encoder takes them
+                cpu = cpu_backend()
                 for i in indices:
-                    out[i] = self._cpu_backend().encode_jpeg([images[i]], quality=quality)[0]
+                    out[i] = cpu.encode_jpeg([images[i]], quality=quality)[0]
                 continue
             # colour spec is left to nvImageCodec (from each image); only the sampling is chosen
             params = nv.EncodeParams(
@@ -366,9 +362,9 @@ class NvImgCodecBackend(Backend):
                     streams = [None] * len(indices)
             for i, code_stream in zip(indices, streams):
                 if code_stream is None:
-                    self.fallbacks.add("nvImageCodec could not encode it")
-                    out[i] = self._cpu_backend().encode_jpeg([images[i]], quality=quality)[0]
+                    record(self.name, "encode_jpeg", "nvImageCodec could not encode it")
+                    out[i] = cpu_backend().encode_jpeg([images[i]], quality=quality)[0]
                 else:
                     out[i] = torch.frombuffer(bytearray(memoryview(code_stream)), dtype=torch.uint8)
             del sources, wrapped
-        return out
+        return complete(out)

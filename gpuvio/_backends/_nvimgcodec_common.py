@@ -1,103 +1,57 @@
-"""What the nvImageCodec and DALI backends share: JPEG screening, the decode plan, mode finishing.
+"""What the nvImageCodec and DALI backends share: JPEG screening, the decode plan, mode finishing,
+the hand-off to the CPU backend and the view of their fallbacks.
 
 Neither GPU library is imported here. The screening decides, per image and from its bytes alone,
 whether the GPU decoder may take it or whether the CPU backend (the reference) must: the GPU
 decoders accept some damaged files that libjpeg rejects, decode 12-bit and CMYK data differently,
 and return ``None`` rather than a reason when they fail, so anything doubtful goes to the CPU.
+The JPEG structure itself is read by :mod:`gpuvio._jpeg`.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar
 
 import numpy as np
 
+from .._errors import DecodeError, GpuvioError
+from .._fallback import LOG, record
+from .._jpeg import JpegFrame, read_frame
+from .._protocols import DecodedImage, EncodedImage
 from .._types import ImageReadMode
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "FallbackLog",
-    "JpegHeader",
+    "FallbackView",
     "Request",
     "bomb_limit",
+    "complete",
+    "cpu_backend",
+    "cpu_decode",
     "finish_mode",
-    "jpeg_header",
-    "plan_requests",
     "plan_batch",
+    "plan_requests",
     "screen_header",
     "screen_jpeg",
     "screen_scan",
 ]
+
+_T = TypeVar("_T")
 
 #: What the GPU decoder is asked to produce for one image: its luma plane or RGB.
 Request = Literal["gray", "rgb"]
 
 # Frame markers the GPU decoders handle: baseline, extended and progressive Huffman (SOF0..SOF2).
 _GPU_SOF = frozenset({0xC0, 0xC1, 0xC2})
-# Every SOFn (C4 = DHT, C8 = JPG extension and CC = DAC are not frames).
-_ALL_SOF = frozenset(set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC})
 
 # Bytes that may follow 0xFF between the first scan and the end-of-image marker without libjpeg
 # complaining: stuffing (00), fill (FF), restart markers, and the markers of later scans/tables.
 # SOI (D8) and the reserved codes are not in it: libjpeg rejects them, so the CPU must report them.
 _SCAN_OK = np.zeros(256, dtype=bool)
 _SCAN_OK[[0x00, 0x01, 0xFF, 0xD9, 0xFE, *range(0xC0, 0xD0), *range(0xD0, 0xD8), *range(0xDA, 0xF0)]] = True
-
-
-@dataclass(frozen=True)
-class JpegHeader:
-    """The frame header of a JPEG and where its first scan's entropy-coded data starts."""
-
-    sof: int
-    precision: int
-    height: int
-    width: int
-    components: int
-    scan_start: int | None
-
-
-def jpeg_header(data: memoryview | bytes) -> JpegHeader | None:
-    """Walk the marker segments of a JPEG up to its first scan; ``None`` if they are malformed."""
-    buf = data if isinstance(data, (bytes, bytearray)) else data.cast("B")
-    n = len(buf)
-    if n < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
-        return None
-    i = 2
-    frame: tuple[int, int, int, int, int] | None = None
-    while i + 4 <= n:
-        if buf[i] != 0xFF:
-            return None
-        code = buf[i + 1]
-        if code == 0xFF:  # fill bytes before a marker
-            i += 1
-            continue
-        if code == 0x01 or 0xD0 <= code <= 0xD7:  # markers without a length
-            i += 2
-            continue
-        if code in (0xD8, 0xD9):
-            return None
-        length = (buf[i + 2] << 8) | buf[i + 3]
-        if length < 2:
-            return None
-        if code in _ALL_SOF:
-            if frame is not None or i + 10 > n:
-                return None
-            frame = (code, buf[i + 4], (buf[i + 5] << 8) | buf[i + 6], (buf[i + 7] << 8) | buf[i + 8],
-                     buf[i + 9])
-        elif code == 0xDA:
-            if frame is None:
-                return None
-            start = i + 2 + length
-            return JpegHeader(*frame, scan_start=start if start <= n else None)
-        i += 2 + length
-    if frame is None:
-        return None
-    return JpegHeader(*frame, scan_start=None)
 
 
 def _end_of_image(data: memoryview, buf: np.ndarray) -> int:
@@ -108,7 +62,7 @@ def _end_of_image(data: memoryview, buf: np.ndarray) -> int:
     return bytes(data).rfind(b"\xff\xd9")
 
 
-def screen_header(data: memoryview, header: JpegHeader | None, *, max_pixels: int | None = None) -> str | None:
+def screen_header(data: memoryview, header: JpegFrame | None, *, max_pixels: int | None = None) -> str | None:
     """Why the frame header (or a missing end marker) sends this JPEG to the CPU backend, or ``None``.
 
     A few attribute checks and a look at the last bytes. Images over ``max_pixels`` go to the CPU
@@ -133,7 +87,7 @@ def screen_header(data: memoryview, header: JpegHeader | None, *, max_pixels: in
     return None
 
 
-def screen_scan(data: memoryview, header: JpegHeader) -> str | None:
+def screen_scan(data: memoryview, header: JpegFrame) -> str | None:
     """Why the entropy-coded data sends this JPEG to the CPU backend, or ``None``.
 
     One vectorised pass: every 0xFF between the first scan and the end-of-image marker must be
@@ -148,7 +102,7 @@ def screen_scan(data: memoryview, header: JpegHeader) -> str | None:
     return None
 
 
-def screen_jpeg(data: memoryview, header: JpegHeader | None, *, max_pixels: int | None = None) -> str | None:
+def screen_jpeg(data: memoryview, header: JpegFrame | None, *, max_pixels: int | None = None) -> str | None:
     """Why this JPEG must be decoded by the CPU backend, or ``None`` when the GPU may take it.
 
     Cheap by design (a marker walk, then one vectorised pass over the entropy-coded bytes, about
@@ -170,7 +124,7 @@ def bomb_limit() -> int | None:
     return int(limit) if limit else None
 
 
-def plan_requests(header: JpegHeader, mode: ImageReadMode) -> Request:
+def plan_requests(header: JpegFrame, mode: ImageReadMode) -> Request:
     """What to ask the GPU decoder for, given the file's components and the requested mode.
 
     ``GRAY`` and the gray of ``GRAY_ALPHA`` of a colour JPEG are libjpeg's own luma plane (the
@@ -183,20 +137,20 @@ def plan_requests(header: JpegHeader, mode: ImageReadMode) -> Request:
     return "rgb"
 
 
-def plan_batch(items: list[tuple[memoryview, str]], mode: ImageReadMode,
+def plan_batch(items: list[EncodedImage], mode: ImageReadMode,
                screen: Callable[..., str | None]
-               ) -> tuple[dict[Request, list[int]], dict[int, JpegHeader], dict[str, list[int]]]:
+               ) -> tuple[dict[Request, list[int]], dict[int, JpegFrame], dict[str, list[int]]]:
     """Sort a batch: the JPEGs the GPU decodes, grouped by request, with their headers; and,
     by reason, the items left to the CPU backend (non-JPEGs and what ``screen`` rejects)."""
     groups: dict[Request, list[int]] = {"rgb": [], "gray": []}
-    headers: dict[int, JpegHeader] = {}
+    headers: dict[int, JpegFrame] = {}
     to_cpu: dict[str, list[int]] = {}
     max_pixels = bomb_limit()
     for i, (data, fmt) in enumerate(items):
         if fmt != "jpeg":
             reason = f"{fmt} is decoded on the CPU"
         else:
-            header = jpeg_header(data)
+            header = read_frame(data)
             reason = screen(data, header, max_pixels=max_pixels)
             if reason is None:
                 assert header is not None
@@ -223,50 +177,85 @@ def finish_mode(hwc: torch.Tensor, mode: ImageReadMode) -> torch.Tensor:
     return hwc.permute(2, 0, 1)
 
 
-class FallbackLog:
-    """Counts of images a GPU backend handed to the CPU backend, by reason (thread-safe).
+def cpu_backend() -> Any:
+    """The registered CPU backend (the reference), which decodes and encodes what a GPU backend hands it."""
+    from .._dispatch import get_backend
 
-    Makes the fallback observable: ``backend.fallbacks.counts()`` says how many images went to
-    the CPU and why; ``gpu_images`` counts the ones the GPU library decoded.
+    return get_backend("cpu")
+
+
+def cpu_decode(backend: str, items: list[EncodedImage], to_cpu: dict[str, list[int]], *,
+               mode: ImageReadMode, apply_exif_orientation: bool, device: torch.device,
+               results: list[DecodedImage | None]) -> None:
+    """Decode the items ``to_cpu`` lists (by reason) with the CPU backend, upload, store in ``results``.
+
+    Each reason is recorded as a ``decode_image`` fallback of ``backend`` (a registry name),
+    once per image. A failure is stored as a :class:`GpuvioError`, never ``None``: the CPU
+    backend's own error, or a :class:`DecodeError` naming any other exception it returned.
+    """
+    if not to_cpu:
+        return
+    cpu = cpu_backend()
+    for reason, indices in to_cpu.items():
+        record(backend, "decode_image", reason, len(indices))
+        indices = sorted(indices)
+        decoded = cpu.decode_images([items[i] for i in indices], mode=mode,
+                                    apply_exif_orientation=apply_exif_orientation,
+                                    device=device, on_error="skip")
+        for i, out in zip(indices, decoded):
+            results[i] = out if not isinstance(out, BaseException) else _as_gpuvio_error(out)
+
+
+def _as_gpuvio_error(exc: BaseException) -> GpuvioError:
+    if isinstance(exc, GpuvioError):
+        return exc
+    wrapped = DecodeError(f"the CPU backend failed with {type(exc).__name__}: {exc}")
+    wrapped.__cause__ = exc
+    return wrapped
+
+
+def complete(results: list[_T | None]) -> list[_T]:
+    """``results`` once every slot is filled (a ``None`` left over would be a bug of the backend)."""
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        raise RuntimeError(f"internal error: no result for items {missing[:10]}")
+    return results  # type: ignore[return-value]
+
+
+class FallbackView:
+    """One backend's part of :data:`gpuvio._fallback.LOG`, the process-wide fallback log.
+
+    The log is the only store: this view reads it for one registry name. ``counts()`` says how
+    many images went to the CPU backend and why (decodes and encodes together), ``gpu_images``
+    how many the GPU library decoded itself, both counted from the last :meth:`reset` (or the
+    start of the process). Every object of a backend class shares that backend's part.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-        self.gpu_images = 0
-
-    def add(self, reason: str, count: int = 1) -> None:
-        with self._lock:
-            self._counts[reason] += count
-
-    def add_gpu(self, count: int) -> None:
-        with self._lock:
-            self.gpu_images += count
+        self._base_reasons: dict[str, int] = {}
+        self._base_gpu = 0
 
     def counts(self) -> dict[str, int]:
+        """``{reason: images}`` handed to the CPU backend since the last reset."""
         with self._lock:
-            return dict(self._counts)
+            base = self._base_reasons
+        return {reason: n - base.get(reason, 0) for reason, n in LOG.reasons(self.backend).items()
+                if n > base.get(reason, 0)}
+
+    @property
+    def gpu_images(self) -> int:
+        """Images the GPU library decoded since the last reset."""
+        with self._lock:
+            base = self._base_gpu
+        return LOG.gpu_count(self.backend) - base
 
     def reset(self) -> None:
+        """Count from now on (the process-wide log keeps its totals)."""
         with self._lock:
-            self._counts.clear()
-            self.gpu_images = 0
+            self._base_reasons = LOG.reasons(self.backend)
+            self._base_gpu = LOG.gpu_count(self.backend)
 
     def __repr__(self) -> str:
-        return f"FallbackLog(gpu_images={self.gpu_images}, cpu={self.counts()})"
-
-
-def cpu_decode(cpu_backend: Any, items: list[tuple[memoryview, str]], indices: list[int], *,
-               mode: ImageReadMode, apply_exif_orientation: bool, device: torch.device,
-               results: list[Any]) -> None:
-    """Decode ``items[i]`` for ``i`` in ``indices`` with the CPU backend, upload, store in ``results``.
-
-    Failures are stored as the CPU backend's exception objects (never ``None``).
-    """
-    if not indices:
-        return
-    decoded = cpu_backend.decode_images([items[i] for i in indices], mode=mode,
-                                        apply_exif_orientation=apply_exif_orientation,
-                                        device=device, on_error="skip")
-    for i, out in zip(indices, decoded):
-        results[i] = out
+        return f"FallbackView({self.backend!r}, gpu_images={self.gpu_images}, cpu={self.counts()})"
