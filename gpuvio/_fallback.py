@@ -70,10 +70,16 @@ class FallbackLog:
             out[fallback.reason] += n
         return dict(out)
 
-    def reset(self) -> None:
+    def reset(self, backend: str | None = None) -> None:
+        """Forget the records (of one backend, or all)."""
         with self._lock:
-            self._counts.clear()
-            self._gpu.clear()
+            if backend is None:
+                self._counts.clear()
+                self._gpu.clear()
+                return
+            for fallback in [f for f in self._counts if f.backend == backend]:
+                del self._counts[fallback]
+            self._gpu.pop(backend, None)
 
     def __repr__(self) -> str:
         return f"FallbackLog({dict(self._counts)!r})"
