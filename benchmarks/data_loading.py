@@ -24,7 +24,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -34,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import gpuvio
+from gpuvio._bench._timing import timer
 from gpuvio.data import DeviceLoader, VideoClipDataset, collate
 
 
@@ -87,16 +87,16 @@ def make_videos(folder: Path, count: int, seconds: float, width: int, height: in
 
 
 def epoch(loader, *, sync_cuda: bool = False) -> tuple[float, int, torch.Tensor]:
-    start = time.perf_counter()
+    """(seconds, clips, first batch on the CPU) of one pass over ``loader``; with ``sync_cuda``
+    the time includes the GPU work still queued at the end (gpuvio's benchmark timer)."""
     clips = 0
     first = None
-    for batch in loader:
-        if first is None:
-            first = batch[0].cpu()
-        clips += len(batch[1])
-    if sync_cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, clips, first
+    with timer("cuda" if sync_cuda else None) as elapsed:
+        for batch in loader:
+            if first is None:
+                first = batch[0].cpu()
+            clips += len(batch[1])
+    return elapsed[0], clips, first
 
 
 def main() -> int:
@@ -121,12 +121,11 @@ def main() -> int:
         cache = Path(tmp) / "index-cache"
         options = {"clip_len": args.clip_len, "step": args.step}
 
-        start = time.perf_counter()
-        VideoClipDataset(paths, cache_dir=cache, **options)
-        cold = time.perf_counter() - start
-        start = time.perf_counter()
-        ds = VideoClipDataset(paths, cache_dir=cache, **options)
-        warm = time.perf_counter() - start
+        with timer() as built:
+            VideoClipDataset(paths, cache_dir=cache, **options)
+        with timer() as cached:
+            ds = VideoClipDataset(paths, cache_dir=cache, **options)
+        cold, warm = built[0], cached[0]
         print(f"{len(paths)} videos {width}x{height}, {args.seconds} s each -> {len(ds)} clips of "
               f"{args.clip_len} frames; index: {cold * 1000:.0f} ms built, {warm * 1000:.0f} ms from cache")
 

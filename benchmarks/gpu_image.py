@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -103,18 +102,11 @@ def _shared_jpegs() -> list[bytes]:
 
 
 def _time(fn: Callable[[], Any], *, repeats: int, warmup: int, sync: Callable[[], None]) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` untimed ones, each run
+    between two ``sync()`` calls (gpuvio's benchmark harness)."""
+    from gpuvio._bench._timing import median_time
+
+    return median_time(fn, repeats=repeats, warmup=warmup, sync=sync)[0]
 
 
 def _parity(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:

@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -128,19 +127,11 @@ class CpuServed(RuntimeError):
 
 
 def _median_time(fn: Callable[[], Any], *, repeats: int, sync: bool) -> tuple[float, Any]:
-    import torch
+    """(median seconds, last output) of ``fn`` after one warm-up call (decoder creation, kernel
+    compilation, caches), by gpuvio's benchmark harness; with ``sync`` each run waits for the GPU."""
+    from gpuvio._bench._timing import median_time, sync_fn
 
-    fn()  # warm-up: decoder creation, kernel compilation, caches
-    if sync:
-        torch.cuda.synchronize()
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        if sync:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+    return median_time(fn, repeats=repeats, warmup=1, sync=sync_fn("cuda") if sync else None)
 
 
 def _on_nvdec(what: str, fn: Callable[[], Any]) -> Any:

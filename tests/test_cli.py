@@ -79,6 +79,67 @@ def test_info_text(capsys):
     assert "Backends" in out and "cpu" in out and "libnvcuvid" in out
 
 
+def test_info_reports_nvdec_from_the_registry_probe(capsys):
+    """info's NVDEC and libnvcuvid lines come from the probe gpuvio.backends() uses: never a second check."""
+    from gpuvio._backends._cuda import libnvcuvid_reason, nvdec_probe
+
+    code, out, _ = run(capsys, "info", "--json")
+    assert code == 0
+    info = json.loads(out)
+    nvdec = next(b for b in gpuvio.backends() if b.name == "nvdec")
+    assert (info["nvdec_usable"], info["nvdec_reason"]) == (nvdec.usable, nvdec.reason)
+    assert info["nvdec_reason"] == nvdec_probe()
+    assert (info["libnvcuvid"], info["libnvcuvid_reason"]) == (libnvcuvid_reason() is None, libnvcuvid_reason())
+    if info["nvdec_usable"]:
+        assert info["libnvcuvid"]  # the probe needs the library
+    code, out, _ = run(capsys, "info")
+    line = next(l for l in out.splitlines() if l.strip().startswith("NVDEC "))
+    assert line.endswith("usable" if nvdec.usable else f"not usable: {nvdec.reason}")
+
+
+def test_library_modules_never_import_the_cli():
+    """Only gpuvio/cli/ and ``python -m gpuvio`` import the command line; library code takes the
+    environment report from gpuvio._env and raises its own errors (e.g. BenchError)."""
+    import ast
+
+    package = REPO / "gpuvio"
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package)
+        if rel.parts[0] == "cli" or rel.name == "__main__.py":
+            continue
+        parts = ["gpuvio", *rel.parent.parts]
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = parts[: len(parts) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else []))
+                names = [module] + [f"{module}.{alias.name}" for alias in node.names]
+            bad = [n for n in names if n == "gpuvio.cli" or n.startswith("gpuvio.cli.")]
+            assert not bad, f"gpuvio/{rel} imports {bad}"
+
+
+def test_timing_harness():
+    """The one harness behind bench, the CLI's timings and benchmarks/: warm-up untimed, median of
+    the timed runs between syncs, rotation per round, a block timer."""
+    from gpuvio._bench._timing import interleaved, median_time, synced, time_calls, timer
+
+    calls, waits = [], []
+    seconds, last = median_time(lambda: calls.append(1) or len(calls), repeats=3, warmup=2,
+                                sync=lambda: waits.append(len(calls)))
+    assert len(calls) == 5 and last == 5 and seconds >= 0
+    assert waits == [2, 2, 3, 3, 4, 4, 5]  # after the warm-up, then before and after each timed call
+    assert interleaved([1, 2, 3], 0) == [1, 2, 3] and interleaved([1, 2, 3], 4) == [2, 3, 1]
+    assert interleaved([], 3) == []
+    with timer("cpu") as t:
+        assert t == []
+    assert len(t) == 1 and t[0] >= 0
+    assert time_calls(lambda: None, 10) >= 0
+    fn = lambda: 7  # noqa: E731
+    assert synced(fn, "cpu") is fn and synced(fn, torch.device("cpu")) is fn
+
+
 # --------------------------------------------------------------------------- probe
 
 def test_probe_json_matches_pyav():

@@ -19,6 +19,7 @@ from .._forksafe import ForkSafeLock
 __all__ = [
     "CudaBuffer",
     "driver_library_reason",
+    "libnvcuvid_reason",
     "load_pynvvideocodec",
     "nvdec_probe",
     "pynvvideocodec_version",
@@ -53,25 +54,36 @@ def _on_library_path(stem: str) -> bool:
     return any(glob.glob(os.path.join(folder, stem + "*")) for folder in folders)
 
 
+def libnvcuvid_reason() -> str | None:
+    """None when the dynamic loader knows the driver's ``libnvcuvid``, else why not.
+
+    The library is looked up (ldconfig's cache, ``LD_LIBRARY_PATH``, the usual driver folders),
+    not loaded: no CUDA library enters the process. The answer is kept for the process. Outside
+    Linux there is nothing to look up and the answer is None. :func:`nvdec_probe` asks this, and
+    ``gpuvio info`` reports it, so the two cannot disagree.
+    """
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return None
+    if not _nvcuvid_found:
+        _nvcuvid_found.append(ctypes.util.find_library("nvcuvid") is not None or _on_library_path("libnvcuvid.so"))
+    if not _nvcuvid_found[0]:
+        return ("the NVIDIA driver's video decoding library libnvcuvid is not installed (in a "
+                "container, set NVIDIA_DRIVER_CAPABILITIES to include 'video')")
+    return None
+
+
 def nvdec_probe() -> str | None:
     """A cheap probe for the registry: None when the NVDEC backend can run here, else why not.
 
     Checks that PyNvVideoCodec and PyAV are installed, that torch sees a CUDA device, and that
-    the dynamic loader knows the driver's ``libnvcuvid`` (looked up, not loaded: no CUDA library
-    enters the process and no CUDA context is created).
+    the dynamic loader knows the driver's ``libnvcuvid`` (:func:`libnvcuvid_reason`: looked up,
+    not loaded, so no CUDA library enters the process and no CUDA context is created).
     """
-    import ctypes.util
-
     from .._dispatch import cuda_unavailable_reason, module_missing
 
-    reason = module_missing("PyNvVideoCodec", "av") or cuda_unavailable_reason()
-    if reason is None and sys.platform.startswith("linux"):
-        if not _nvcuvid_found:
-            _nvcuvid_found.append(ctypes.util.find_library("nvcuvid") is not None or _on_library_path("libnvcuvid.so"))
-        if not _nvcuvid_found[0]:
-            reason = ("the NVIDIA driver's video decoding library libnvcuvid is not installed (in a "
-                      "container, set NVIDIA_DRIVER_CAPABILITIES to include 'video')")
-    return reason
+    return module_missing("PyNvVideoCodec", "av") or cuda_unavailable_reason() or libnvcuvid_reason()
 
 
 def _load_extension_directly() -> Any:

@@ -2,7 +2,8 @@
 
 ``_media.py`` generates and caches the default media, ``_peers.py`` holds the contenders (gpuvio
 and every installed peer doing the same work), ``_runner.py`` times them interleaved and
-``_report.py`` prints the table, writes the JSON record and draws the chart.
+``_report.py`` prints the table, writes the JSON record and draws the chart. ``_timing.py`` is
+the one timing harness (also used by the command line's other timings and by ``benchmarks/``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_bench_arguments", "run_from_cli"]
+from .._errors import GpuvioError
+
+__all__ = ["BenchError", "add_bench_arguments", "run_from_cli"]
+
+
+class BenchError(GpuvioError):
+    """The benchmark cannot run as asked; ``code`` is the exit status (1: failed, 2: bad options).
+
+    The command line prints the message on one line and exits with ``code``.
+    """
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +50,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_cli(args: Any) -> int:
+    """Run ``gpuvio bench`` with parsed options; the exit status (raises :class:`BenchError`)."""
     from ._runner import run_from_cli as run
 
     return run(args)

@@ -64,7 +64,7 @@ def make_record(results: list[Result], workloads: list[Workload], media: list[Me
                 args: Any, device: str, device_note: str, repeats: int, started: float,
                 load_before: list[float] | None, load_after: list[float] | None) -> dict[str, Any]:
     """The JSON-ready record: system, settings, media, every result, skipped peers, targets."""
-    from ..cli import system_info
+    from .._env import system_info
 
     rows = []
     by_workload: dict[str, list[Result]] = {}

@@ -8,6 +8,7 @@ penalising whichever ran last.
 from __future__ import annotations
 
 import gc
+import importlib
 import math
 import os
 import statistics
@@ -18,7 +19,9 @@ from typing import Any
 
 import torch
 
+from . import BenchError
 from ._peers import Contender, Workload, build_workloads
+from ._timing import interleaved, time_calls
 
 __all__ = ["Result", "measure", "run_from_cli"]
 
@@ -108,26 +111,18 @@ def measure(workload: Workload, *, repeats: int, warmup: int = 1,
     live = [r for r in results if r.error is None]
     if workload.short:
         # calibrate: enough calls per run that the slowest live contender takes ~min_run_s
-        slowest = 0.0
-        for r in live:
-            start = time.perf_counter()
-            r.contender.fn()
-            slowest = max(slowest, time.perf_counter() - start)
+        slowest = max((time_calls(r.contender.fn) for r in live), default=0.0)
         inner = max(1, min(200, math.ceil(min_run_s / max(slowest, 1e-6))))
         for r in live:
             r.inner = inner
     bar = _progress_for(workload, len(live) * repeats)
     for round_index in range(repeats):
-        shift = round_index % max(len(live), 1)
-        for r in live[shift:] + live[:shift]:
+        for r in interleaved(live, round_index):
             if r.error is not None:
                 continue
             gc.collect()
             try:
-                start = time.perf_counter()
-                for _ in range(r.inner):
-                    r.contender.fn()
-                r.times_s.append(time.perf_counter() - start)
+                r.times_s.append(time_calls(r.contender.fn, r.inner))
             except Exception as exc:  # noqa: BLE001
                 r.error = f"{type(exc).__name__}: {exc}"[:300]
             bar.update()
@@ -142,7 +137,6 @@ def _progress_for(workload: Workload, total: int) -> _Progress:
 def _resolve(device: str) -> tuple[str, str]:
     """(device string, note) for --device; 'auto' picks CUDA when a GPU backend can read video."""
     from .._dispatch import cuda_unavailable_reason, select_backend
-    from ..cli import CliError
 
     if device == "cpu":
         return "cpu", "cpu"
@@ -154,33 +148,32 @@ def _resolve(device: str) -> tuple[str, str]:
     try:
         _, target = select_backend("read_video", device)
     except ImportError as exc:
-        raise CliError(f"--device {device}: {exc}") from None
+        raise BenchError(f"--device {device}: {exc}") from None
     return str(target), str(target)
 
 
 def run_from_cli(args: Any) -> int:
     """``gpuvio bench``: build the media and workloads, measure, print, write JSON / PNG."""
-    from ..cli import CliError
     from . import _report
     from ._media import default_media, folder_media
 
     if args.repeats is not None and args.repeats < 1:
-        raise CliError(f"--repeats must be >= 1, got {args.repeats}", code=2)
+        raise BenchError(f"--repeats must be >= 1, got {args.repeats}", code=2)
     for option, value, suffix in (("--json", args.json, None), ("--plot", args.plot, ".png")):
         if value:
             parent = os.path.dirname(os.path.abspath(value))
             if not os.path.isdir(parent):
-                raise CliError(f"{option} {value}: the folder {parent} does not exist", code=2)
+                raise BenchError(f"{option} {value}: the folder {parent} does not exist", code=2)
             if suffix and not value.lower().endswith(suffix):
-                raise CliError(f"{option} {value}: expected a file name ending in {suffix}", code=2)
+                raise BenchError(f"{option} {value}: expected a file name ending in {suffix}", code=2)
     if args.media and not os.path.isdir(args.media):
-        raise CliError(f"--media {args.media}: not a directory")
+        raise BenchError(f"--media {args.media}: not a directory")
     if args.plot:
         try:
-            import matplotlib  # noqa: F401
+            importlib.import_module("matplotlib")  # only to fail now rather than after the run
         except ImportError:
-            raise CliError("--plot needs matplotlib: pip install matplotlib "
-                           "(or pip install 'gpuvio[bench]')") from None
+            raise BenchError("--plot needs matplotlib: pip install matplotlib "
+                             "(or pip install 'gpuvio[bench]')") from None
     device, device_note = _resolve(args.device)
     repeats = args.repeats or (3 if args.quick else 7)
     load_before = _loadavg()
@@ -194,10 +187,10 @@ def run_from_cli(args: Any) -> int:
         media = folder_media(args.media) if args.media else default_media(
             quick=args.quick, cache_dir=args.cache_dir, log=lambda m: print(f"  {m}"))
     except FileNotFoundError as exc:
-        raise CliError(str(exc)) from None
+        raise BenchError(str(exc)) from None
     workloads = build_workloads(media, device=device, quick=args.quick, only=args.only)
     if not workloads:
-        raise CliError("nothing to measure" + (f": no workload matches --only {args.only}" if args.only else ""))
+        raise BenchError("nothing to measure" + (f": no workload matches --only {args.only}" if args.only else ""))
     all_results: list[Result] = []
     for i, workload in enumerate(workloads, 1):
         print(f"[{i}/{len(workloads)}] {workload.name} on {workload.media.path.name} "
