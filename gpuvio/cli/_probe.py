@@ -69,11 +69,13 @@ def _probe_image(path: Path, fmt: str) -> dict[str, Any]:
             "frames": getattr(im, "n_frames", 1),
         }
         if fmt == "jpeg":
-            layers = getattr(im, "layer", None)
-            if layers and len(layers) == 3:
-                sampling = {(2, 2): "4:2:0", (2, 1): "4:2:2", (1, 1): "4:4:4"}
-                info["chroma_subsampling"] = sampling.get(tuple(layers[0][1:3]), "other")
-            info["progressive"] = bool(im.info.get("progressive") or im.info.get("progression"))
+            from .._jpeg import read_frame  # the one JPEG marker walker
+
+            frame = read_frame(path.read_bytes())
+            if frame is not None:
+                if frame.chroma_subsampling is not None:
+                    info["chroma_subsampling"] = frame.chroma_subsampling
+                info["progressive"] = frame.progressive
         if fmt == "png":
             info["bit_depth"] = 16 if im.mode.startswith("I;16") or im.mode == "I" else 8
             info["interlaced"] = bool(im.info.get("interlace"))
