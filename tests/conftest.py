@@ -5,6 +5,9 @@ skipped here, centrally, with the reason. ``@pytest.mark.cuda("nvdec")`` (or ``"
 also needs that GPU backend usable, as ``gpuvio.backends()`` reports it: the device check runs
 the video and image halves with only their own libraries installed. Use ``DEVICES`` to run a test
 on the CPU and the GPU.
+
+Without ``../shared/media`` (a clean clone, CI), the ``media`` fixture gives each shared file's
+generated stand-in (tests/_media_stand_ins.py) instead; only tests of files that have none skip.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import io
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,6 +25,37 @@ REPO = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("GPUVIO_MEDIA", REPO.parent / "shared" / "media"))
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+GPU_PIXEL_TOLERANCE = 2  # max abs difference of GPU video frames from the CPU's (color="torchvision")
+
+
+def assert_pixels(got: torch.Tensor, want: Any, device: str, *, lossless: bool = False, msg: str = "") -> None:
+    """``got``, returned on ``device``, equals the CPU reference ``want`` (a tensor or ndarray).
+
+    On the CPU the pixels must be equal. On a GPU they are compared on the CPU, equal when the
+    format is ``lossless`` (PNG), else within :data:`GPU_PIXEL_TOLERANCE` (the GPU's own YUV
+    conversion and IDCT may round differently).
+    """
+    import numpy as np
+
+    assert got.device.type == torch.device(device).type, f"{msg}: on {got.device}, asked for {device}"
+    if not isinstance(want, torch.Tensor):
+        want = torch.from_numpy(np.ascontiguousarray(want))
+    got = got.cpu()
+    assert got.dtype == want.dtype and got.shape == want.shape, f"{msg}: {got.dtype} {tuple(got.shape)} " \
+                                                                f"!= {want.dtype} {tuple(want.shape)}"
+    if torch.equal(got, want):
+        return
+    worst = int((got.int() - want.int()).abs().max()) if got.numel() else 0
+    assert device != "cpu" and not lossless and worst <= GPU_PIXEL_TOLERANCE, \
+        f"{msg}: max abs difference {worst} on {device}"
+
+
+def torchvision_info(info: dict[str, Any], device: str) -> dict[str, Any]:
+    """read_video's ``info`` as torchvision has it: on the CPU all of it; a GPU backend's also
+    says who decoded (``backend``, ``fallback``, ``fallback_reason``), which is left out here."""
+    if device == "cpu":
+        return info
+    return {k: v for k, v in info.items() if k in ("video_fps", "audio_fps")}
 
 
 def _cuda_skip_reason() -> str | None:
@@ -56,11 +91,52 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def media_path(*parts: str) -> Path:
-    """A file under ../shared/media; the test is skipped with a reason when it is absent."""
+    """A file under ../shared/media; the test is skipped with a reason when it is absent.
+
+    For files with a generated stand-in, use the ``media`` fixture instead.
+    """
     path = MEDIA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"test media {path} is not available (set GPUVIO_MEDIA to the media folder)")
     return path
+
+
+_STAND_INS_USED: set[str] = set()
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``media("torchcodec", "h265_video.mp4")``: the shared file, or its generated stand-in.
+
+    The shared file is used whenever it is there. Without it the stand-in registered for that
+    path in tests/_media_stand_ins.py is written (once per session, under the same relative path
+    and name, next to its side files) and returned; a file with no stand-in skips the test.
+    """
+    from _media_stand_ins import make
+
+    root: list[Path] = []
+
+    def get(*parts: str) -> Path:
+        path = MEDIA.joinpath(*parts)
+        if path.exists():
+            return path
+        if not root:
+            root.append(tmp_path_factory.mktemp("stand_ins"))
+        rel = "/".join(parts)
+        made = make(root[0], rel)
+        if made is None:
+            pytest.skip(f"test media {path} is not available and has no generated stand-in "
+                        "(set GPUVIO_MEDIA to the media folder)")
+        _STAND_INS_USED.add(rel)
+        return made
+
+    return get
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _STAND_INS_USED:
+        terminalreporter.write_line(f"{len(_STAND_INS_USED)} shared media files missing from {MEDIA} were "
+                                    "replaced by their generated stand-ins (tests/_media_stand_ins.py)")
 
 
 @pytest.fixture(scope="session")

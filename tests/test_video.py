@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import media_path, write_resolution_switch
+from conftest import DEVICES, assert_pixels, torchvision_info, write_resolution_switch
 
 av = pytest.importorskip("av")
 
@@ -165,25 +165,30 @@ def _decoded_pts(path: str) -> tuple[tuple[int, ...], Fraction]:
         return tuple(sorted(f.pts for f in container.decode(stream) if f.pts is not None)), stream.time_base
 
 
-def check_against_reference(path: Path, start: Any, end: Any, unit: str, *, every: int = 1) -> int:
-    """read_video equals the reference: frame count, pixels (every ``every``-th frame), audio, info."""
+def check_against_reference(path: Path, start: Any, end: Any, unit: str, *, every: int = 1,
+                            device: str = "cpu") -> int:
+    """read_video equals the reference: frame count, pixels (every ``every``-th frame), audio, info.
+
+    On a GPU the frames must be on it and within the GPU tolerance of the reference.
+    """
     expected, audio, info = reference_read_video(path, start, end, unit)
-    video, aframes, got_info = gpuvio.read_video(str(path), start, end, unit)
-    assert got_info == info
+    video, aframes, got_info = gpuvio.read_video(str(path), start, end, unit, device=device)
+    assert torchvision_info(got_info, device) == info
     assert video.dtype == torch.uint8 and video.is_contiguous()
+    assert video.device.type == torch.device(device).type
     if not expected:
         assert video.shape == (0, 1, 1, 3)
     else:
         assert video.shape == (len(expected), expected[0].height, expected[0].width, 3)
         for i in range(0, len(expected), every):
-            np.testing.assert_array_equal(video[i].numpy(), tv_rgb(expected[i]), err_msg=f"frame {i}")
+            assert_pixels(video[i], tv_rgb(expected[i]), device, msg=f"frame {i}")
         if every > 1:
-            np.testing.assert_array_equal(video[-1].numpy(), tv_rgb(expected[-1]))
+            assert_pixels(video[-1], tv_rgb(expected[-1]), device, msg="last frame")
     assert aframes.dtype == torch.float32 and aframes.dim() == 2
     if audio is None:
         assert aframes.shape == (1, 0)
     else:
-        np.testing.assert_array_equal(aframes.numpy(), audio)
+        np.testing.assert_array_equal(aframes.cpu().numpy(), audio)
     return len(expected)
 
 
@@ -203,17 +208,19 @@ def _id(parts: tuple[str, ...]) -> str:
     return parts[-1].split("_wave")[0][:24]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("parts", SHARED, ids=_id)
-def test_read_video_whole_file(parts: tuple[str, ...]) -> None:
-    path = media_path(*parts)
-    count = check_against_reference(path, 0, None, "pts", every=11 if parts[-1] in LARGE else 7)
+def test_read_video_whole_file(parts: tuple[str, ...], device: str, media) -> None:
+    path = media(*parts)
+    count = check_against_reference(path, 0, None, "pts", every=11 if parts[-1] in LARGE else 7, device=device)
     assert count == len(set(decoded_pts(path)[0]))
 
 
 @pytest.mark.filterwarnings("ignore:decoding stopped early:RuntimeWarning")  # sine_stereo_mp2.mpg
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("parts", SHARED, ids=_id)
-def test_read_video_ranges(parts: tuple[str, ...]) -> None:
-    path = media_path(*parts)
+def test_read_video_ranges(parts: tuple[str, ...], device: str, media) -> None:
+    path = media(*parts)
     pts, time_base = decoded_pts(path)
     k = len(pts) // 3
     first = float(pts[0] * time_base)
@@ -227,7 +234,7 @@ def test_read_video_ranges(parts: tuple[str, ...]) -> None:
         # from the start to a time inside the clip
         (0, first + 0.25, "sec"),
     ]
-    counts = [check_against_reference(path, start, end, unit) for start, end, unit in cases]
+    counts = [check_against_reference(path, start, end, unit, device=device) for start, end, unit in cases]
     # the comparisons are not vacuous (sine_stereo_mp2.mpg: after a seek into the MPEG-PS the
     # decoder reports invalid data and torchvision stops there, with nothing; so does gpuvio)
     assert sum(counts) >= 3 or parts[-1] == "sine_stereo_mp2.mpg", counts
@@ -238,8 +245,9 @@ def test_read_video_ranges(parts: tuple[str, ...]) -> None:
                                    ("torchcodec", "discard_first_keyframe.mp4"), ("torchcodec", "sine_stereo_mp2.mpg")],
                          ids=_id)
 @pytest.mark.filterwarnings("ignore:decoding stopped early:RuntimeWarning")
-def test_read_video_edge_ranges(parts: tuple[str, ...]) -> None:
-    path = media_path(*parts)
+@pytest.mark.parametrize("device", DEVICES)
+def test_read_video_edge_ranges(parts: tuple[str, ...], device: str, media) -> None:
+    path = media(*parts)
     pts, time_base = decoded_pts(path)
     last = float(pts[-1] * time_base)
     gap = pts[1] - pts[0]
@@ -252,34 +260,40 @@ def test_read_video_edge_ranges(parts: tuple[str, ...]) -> None:
         (float(pts[4] * time_base), float(pts[4] * time_base) + 1e-9, "sec"),
     ]
     for start, end, unit in cases:
-        check_against_reference(path, start, end, unit)
+        check_against_reference(path, start, end, unit, device=device)
 
 
-def test_read_video_generated_clip_with_audio(generated: dict[str, Path]) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_read_video_generated_clip_with_audio(generated: dict[str, Path], device: str) -> None:
     path = generated["h264"]
     for start, end, unit in [(0, None, "pts"), (0.3, 0.9, "sec"), (Fraction(1, 3), Fraction(2, 3), "sec"),
                              (1.95, 5.0, "sec")]:
-        check_against_reference(path, start, end, unit)
-    _, aframes, info = gpuvio.read_video(str(path), pts_unit="sec")
+        check_against_reference(path, start, end, unit, device=device)
+    _, aframes, info = gpuvio.read_video(str(path), pts_unit="sec", device=device)
+    info = torchvision_info(info, device)
     assert set(info) == {"video_fps", "audio_fps"} and info["audio_fps"] == 44100
     assert aframes.shape[0] == 2 and 0.9 < aframes.shape[1] / 88200 < 1.1  # 2 s of stereo
     assert float(aframes.abs().max()) <= 1.0
 
 
-def test_info_without_audio(generated: dict[str, Path]) -> None:
-    video, aframes, info = gpuvio.read_video(str(generated["h264_noaudio"]), pts_unit="sec")
+@pytest.mark.parametrize("device", DEVICES)
+def test_info_without_audio(generated: dict[str, Path], device: str) -> None:
+    video, aframes, info = gpuvio.read_video(str(generated["h264_noaudio"]), pts_unit="sec", device=device)
+    info = torchvision_info(info, device)
     assert set(info) == {"video_fps"} and info["video_fps"] == 30.0
     assert aframes.shape == (1, 0) and aframes.dtype == torch.float32
     assert video.shape[1:] == (96, 160, 3)
 
 
-def test_output_format_tchw(generated: dict[str, Path]) -> None:
-    thwc, _, _ = gpuvio.read_video(str(generated["h264"]), 0.5, 1.0, pts_unit="sec")
-    tchw, _, _ = gpuvio.read_video(str(generated["h264"]), 0.5, 1.0, pts_unit="sec", output_format="TCHW")
-    assert tchw.shape == (thwc.shape[0], 3, 240, 320)
-    assert torch.equal(tchw, thwc.permute(0, 3, 1, 2))
+@pytest.mark.parametrize("device", DEVICES)
+def test_output_format_tchw(generated: dict[str, Path], device: str) -> None:
+    thwc, _, _ = gpuvio.read_video(str(generated["h264"]), 0.5, 1.0, pts_unit="sec", device=device)
+    tchw, _, _ = gpuvio.read_video(str(generated["h264"]), 0.5, 1.0, pts_unit="sec", output_format="TCHW",
+                                   device=device)
+    assert tchw.shape == (thwc.shape[0], 3, 240, 320) and tchw.device == thwc.device
+    assert torch.equal(tchw, thwc.permute(0, 3, 1, 2))  # the same decode, laid out differently
     with pytest.raises(ValueError, match="output_format"):
-        gpuvio.read_video(str(generated["h264"]), output_format="HWC")
+        gpuvio.read_video(str(generated["h264"]), output_format="HWC", device=device)
 
 
 def test_planar_layout_is_written_directly(generated: dict[str, Path]) -> None:
@@ -296,56 +310,62 @@ def test_planar_layout_is_written_directly(generated: dict[str, Path]) -> None:
     assert empty_video("CHW").shape == (0, 3, 1, 1)
 
 
-def test_bytes_and_tensor_sources(generated: dict[str, Path]) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_bytes_and_tensor_sources(generated: dict[str, Path], device: str) -> None:
     path = generated["h264"]
-    expected = gpuvio.read_video(str(path), 0.2, 0.6, pts_unit="sec")
+    expected = gpuvio.read_video(str(path), 0.2, 0.6, pts_unit="sec", device=device)
     data = path.read_bytes()
     for source in (data, torch.frombuffer(bytearray(data), dtype=torch.uint8), path):
-        video, audio, info = gpuvio.read_video(source, 0.2, 0.6, pts_unit="sec")
-        assert torch.equal(video, expected[0]) and torch.equal(audio, expected[1]) and info == expected[2]
+        video, audio, info = gpuvio.read_video(source, 0.2, 0.6, pts_unit="sec", device=device)
+        assert torch.equal(video, expected[0]) and torch.equal(audio, expected[1])
+        assert torchvision_info(info, device) == torchvision_info(expected[2], device)
 
 
-def test_unreadable_file_gives_empty_tensors_and_a_warning(tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_unreadable_file_gives_empty_tensors_and_a_warning(tmp_path: Path, device: str) -> None:
     bad = tmp_path / "garbage.mp4"
     bad.write_bytes(os.urandom(4096))
     with pytest.warns(RuntimeWarning, match="Failed to open container"):
-        video, audio, info = gpuvio.read_video(str(bad))
+        video, audio, info = gpuvio.read_video(str(bad), device=device)
     assert video.shape == (0, 1, 1, 3) and video.dtype == torch.uint8
     assert audio.shape == (1, 0) and audio.dtype == torch.float32
-    assert info == {}
+    assert torchvision_info(info, device) == {}
     with pytest.warns(RuntimeWarning):
         assert gpuvio.read_video_timestamps(str(bad)) == ([], None)
 
 
-def test_truncated_file_keeps_what_decodes(generated: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_truncated_file_keeps_what_decodes(generated: dict[str, Path], tmp_path: Path, device: str) -> None:
     data = generated["h264_noaudio"].read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) * 2 // 3])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        video, _, _ = gpuvio.read_video(str(cut), pts_unit="sec")
+        video, _, _ = gpuvio.read_video(str(cut), pts_unit="sec", device=device)
     full, _, _ = gpuvio.read_video(str(generated["h264_noaudio"]), pts_unit="sec")
     # a moov-at-end mp4 cut short cannot be opened at all; either way, never a crash or garbage
     assert video.shape[0] == 0 or (video.shape[0] <= full.shape[0] and video.shape[1:] == full.shape[1:])
 
 
-def test_bad_arguments(generated: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_bad_arguments(generated: dict[str, Path], tmp_path: Path, device: str) -> None:
     path = str(generated["h264"])
     with pytest.raises(FileNotFoundError):
-        gpuvio.read_video(str(tmp_path / "missing.mp4"))
+        gpuvio.read_video(str(tmp_path / "missing.mp4"), device=device)
     with pytest.raises(FileNotFoundError):
         gpuvio.read_video_timestamps(str(tmp_path / "missing.mp4"))
     with pytest.raises(ValueError, match="end_pts should be larger than start_pts"):
-        gpuvio.read_video(path, 10, 5)
+        gpuvio.read_video(path, 10, 5, device=device)
     with pytest.raises(ValueError, match="pts_unit"):
-        gpuvio.read_video(path, pts_unit="frames")  # type: ignore[arg-type]
+        gpuvio.read_video(path, pts_unit="frames", device=device)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="pts_unit"):
         gpuvio.read_video_timestamps(path, pts_unit="ms")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        gpuvio.read_video(path, start_pts="1")  # type: ignore[arg-type]
+        gpuvio.read_video(path, start_pts="1", device=device)  # type: ignore[arg-type]
 
 
-def test_resolution_change_is_scaled_to_the_first_size(tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_resolution_change_is_scaled_to_the_first_size(tmp_path: Path, device: str) -> None:
     # two H.264 sequences of different sizes in one MPEG-TS stream (the SPS changes mid-stream)
     path = write_resolution_switch(tmp_path / "switch.ts", frames=5, pts_gap=5,
                                    shade=lambda index, i: 30 * (i + 1) + 50 * index)
@@ -353,15 +373,16 @@ def test_resolution_change_is_scaled_to_the_first_size(tmp_path: Path) -> None:
     sizes = [(f.width, f.height) for f in expected]
     assert sizes[0] == (160, 96) and (128, 80) in sizes
     # the second sequence's first pts repeat the first one's last: one frame per pts, the later wins
-    video, _, _ = gpuvio.read_video(str(path), pts_unit="sec")
+    video, _, _ = gpuvio.read_video(str(path), pts_unit="sec", device=device)
     assert video.shape == (len(expected), 96, 160, 3)
     for got, frame in zip(video, expected):
         scaled = frame.reformat(width=160, height=96, format="rgb24").to_ndarray()  # to_rgb, scaled
-        np.testing.assert_array_equal(got.numpy(), scaled)
+        assert_pixels(got, scaled, device)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("fmt, codec", [("h264", "libx264"), ("hevc", "libx265"), ("m4v", "mpeg4")])
-def test_raw_elementary_streams(tmp_path: Path, fmt: str, codec: str) -> None:
+def test_raw_elementary_streams(tmp_path: Path, fmt: str, codec: str, device: str) -> None:
     # no container: no timestamps and no seeking. torchvision returned nothing (its seek
     # failed); gpuvio decodes from the start and numbers the frames at the stream's rate, the
     # same way in read_video, read_video_timestamps and VideoReader
@@ -381,28 +402,30 @@ def test_raw_elementary_streams(tmp_path: Path, fmt: str, codec: str) -> None:
     assert len(decoded) == 10
     # (FFmpeg's MPEG-4 parser derives timestamps from the VOP headers: those frames have them)
     assert all(f.pts is None for f in decoded) == (fmt != "m4v")
-    video, _, info = gpuvio.read_video(str(path), pts_unit="sec")
-    assert video.shape == (10, 48, 64, 3) and info == {"video_fps": 25.0}
+    video, _, info = gpuvio.read_video(str(path), pts_unit="sec", device=device)
+    assert video.shape == (10, 48, 64, 3) and torchvision_info(info, device) == {"video_fps": 25.0}
     for got, frame in zip(video, decoded):
-        np.testing.assert_array_equal(got.numpy(), tv_rgb(frame))
-    part, _, _ = gpuvio.read_video(str(path), 0.1, 0.2, pts_unit="sec")
+        assert_pixels(got, tv_rgb(frame), device)
+    part, _, _ = gpuvio.read_video(str(path), 0.1, 0.2, pts_unit="sec", device=device)
     assert torch.equal(part, video[2:6])  # frames at 0.08 (before 0.1), 0.12, 0.16, 0.20
     pts, fps = gpuvio.read_video_timestamps(str(path), pts_unit="sec")
     assert pts == [Fraction(i, 25) for i in range(10)] and fps == 25.0
-    reader = gpuvio.VideoReader(str(path))
+    reader = gpuvio.VideoReader(str(path), device=device)
     assert [f["pts"] for f in reader] == [i / 25 for i in range(10)]
     assert next(reader.seek(0.15))["pts"] == 0.16
-    assert torch.equal(reader.get_frames_at([9, 0]), video[[9, 0]].permute(0, 3, 1, 2))
+    batch = reader.get_frames_at([9, 0])
+    for got, i in zip(batch, [9, 0]):
+        assert_pixels(got, tv_rgb(decoded[i]).transpose(2, 0, 1), device)
 
 
 # ----------------------------------------------------------------------------- timestamps
 
 
 @pytest.mark.parametrize("parts", SHARED, ids=_id)
-def test_timestamps_packets_equal_decoding(parts: tuple[str, ...]) -> None:
+def test_timestamps_packets_equal_decoding(parts: tuple[str, ...], media) -> None:
     from gpuvio._media import stream_index
 
-    path = media_path(*parts)
+    path = media(*parts)
     expected, time_base = decoded_pts(path)
     with av.open(str(path), metadata_errors="ignore") as container:
         packet_pts, keyframes = stream_index(container, container.streams.video[0])
@@ -418,20 +441,21 @@ def test_timestamps_packets_equal_decoding(parts: tuple[str, ...]) -> None:
     assert seconds == [p * time_base for p in expected]
 
 
-def test_timestamps_match_ffprobe_ground_truth() -> None:
+def test_timestamps_match_ffprobe_ground_truth(media) -> None:
     import json
 
-    path = media_path("torchcodec", "test_non_zero_start.mp4")
+    # (the stand-in's ground truth is written from a PyAV decode, in ffprobe's format)
+    path = media("torchcodec", "test_non_zero_start.mp4")
     truth = json.loads(Path(f"{path}.stream0.all_frames_info.json").read_text())
     seconds, _ = gpuvio.read_video_timestamps(str(path), pts_unit="sec")
     assert [round(float(s), 6) for s in seconds] == [float(f["pts_time"]) for f in truth]
     assert float(seconds[0]) > 8
 
 
-def test_timestamps_of_edit_list_file() -> None:
+def test_timestamps_of_edit_list_file(media) -> None:
     # discard_first_keyframe.mp4: the edit list drops the first frames; their packets are
     # flagged for discard and must not be listed
-    path = media_path("torchcodec", "discard_first_keyframe.mp4")
+    path = media("torchcodec", "discard_first_keyframe.mp4")
     with av.open(str(path)) as container:
         packets = [p for p in container.demux(video=0) if p.size]
         assert any(p.is_discard for p in packets)
