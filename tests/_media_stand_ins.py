@@ -265,7 +265,10 @@ def write_mpeg4_avi(path: Path, *, size: tuple[int, int], fps: Fraction | int, f
     encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
     encoder.time_base = 1 / fps
     encoder.framerate = fps
-    encoder.options = {"bf": "1" if packed else "0", "g": "15", "qscale": str(qscale)}
+    # closed GOPs: DivX and XviD never pack a B-frame into a keyframe's chunk (one GOP's B-frames
+    # do not reach back into the one before); after ~15 frames a keyframe, as a scene change makes
+    encoder.options = {"bf": "1" if packed else "0", "g": "15", "qscale": str(qscale), "flags": "+cgop",
+                       "sc_threshold": "1000000000"}
     packets: list[tuple[int, bytes]] = []
     for i, rgb in enumerate(scene(width, height, frames, float(fps), seed=seed)):
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
@@ -485,8 +488,9 @@ def _edit_list(path: Path) -> None:
 
 @stand_in("torchcodec/sine_stereo_mp2.mpg")
 def _mpeg_ps(path: Path) -> None:
-    # MPEG-PS: MPEG-1 video with B-frames and stereo MP2; the muxer's preload starts video at ~0.54 s
-    write_clip(path, codec="mpeg1video", size=(128, 128), fps=25, frames=60, options={"bf": "2", "g": "12"},
+    # MPEG-PS: MPEG-1 video (I and P frames, GOP 12) and stereo MP2; the muxer's preload starts
+    # the video at 0.54 s
+    write_clip(path, codec="mpeg1video", size=(128, 128), fps=25, frames=60, options={"bf": "0", "g": "12"},
                audio=("mp2", 44100, "stereo"), seed=18)
 
 

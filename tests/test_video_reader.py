@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import media_path, write_resolution_switch
+from conftest import DEVICES, assert_pixels, media_path, write_resolution_switch
 
 av = pytest.importorskip("av")
 
@@ -79,33 +79,35 @@ SEEK_FILES = [
 ]
 
 
-def _path(parts: tuple[str, ...], generated: dict[str, Path]) -> Path:
-    return generated[parts[1]] if parts[0] == "generated" else media_path(*parts)
+def _path(parts: tuple[str, ...], generated: dict[str, Path], media) -> Path:
+    return generated[parts[1]] if parts[0] == "generated" else media(*parts)
 
 
 def _id(parts: tuple[str, ...]) -> str:
     return parts[-1][:20]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("parts", SEEK_FILES, ids=_id)
-def test_iteration_gives_every_frame(parts: tuple[str, ...], generated: dict[str, Path]) -> None:
-    path = _path(parts, generated)
+def test_iteration_gives_every_frame(parts: tuple[str, ...], generated: dict[str, Path], media, device: str) -> None:
+    path = _path(parts, generated, media)
     truth = Decoded(path)
-    reader = gpuvio.VideoReader(str(path))
+    reader = gpuvio.VideoReader(str(path), device=device)
     frames = list(reader)
     assert [f["pts"] for f in frames] == truth.seconds  # display order, seconds as floats
     assert all(isinstance(f["pts"], float) for f in frames)
     for i in sorted({0, len(frames) // 2, len(frames) - 1}):
         data = frames[i]["data"]
         assert data.dtype == torch.uint8 and data.shape == (3, truth.frames[i].height, truth.frames[i].width)
-        np.testing.assert_array_equal(data.numpy(), truth.rgb(i))
+        assert_pixels(data, truth.rgb(i), device, msg=f"frame {i}")
     with pytest.raises(StopIteration):
         next(reader)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("parts", SEEK_FILES, ids=_id)
-def test_seek_is_precise(parts: tuple[str, ...], generated: dict[str, Path]) -> None:
-    path = _path(parts, generated)
+def test_seek_is_precise(parts: tuple[str, ...], generated: dict[str, Path], media, device: str) -> None:
+    path = _path(parts, generated, media)
     truth = Decoded(path)
     s = truth.seconds
     # on frames, between frames, just before keyframes, before the first frame, past the end
@@ -114,7 +116,7 @@ def test_seek_is_precise(parts: tuple[str, ...], generated: dict[str, Path]) -> 
     times |= {s[i] for i in range(0, len(s), step)}
     times |= {(a + b) / 2 for a, b in itertools.islice(zip(s, s[1:]), 0, None, step)}
     times |= {k - 1e-4 for k in truth.keyframe_seconds if k > 1e-3}
-    reader = gpuvio.VideoReader(str(path))
+    reader = gpuvio.VideoReader(str(path), device=device)
     for t in sorted(times, key=lambda x: (x * 7919) % 1.0):  # not in order: seeks go back and forth
         i = truth.first_at_or_after(t)
         reader.seek(t)
@@ -125,17 +127,38 @@ def test_seek_is_precise(parts: tuple[str, ...], generated: dict[str, Path]) -> 
         frame = next(reader)
         assert frame["pts"] == s[i], f"seek({t}): got {frame['pts']}, expected {s[i]}"
         if i in (0, len(s) // 3):
-            np.testing.assert_array_equal(frame["data"].numpy(), truth.rgb(i))
+            assert_pixels(frame["data"], truth.rgb(i), device, msg=f"seek({t})")
         if t == s[len(s) // 2]:
             # the frames after it follow in order
             following = [f["pts"] for f in itertools.islice(reader, 3)]
             assert following == s[i + 1:i + 4]
 
 
-def test_seek_is_fluent_and_restarts(generated: dict[str, Path]) -> None:
-    path = generated["h264"]
+@pytest.mark.xfail(strict=True, reason="known gap found with generated media: in MPEG-PS with open-GOP "
+                   "B-frames, seek() to a keyframe that B-frames precede in display order skips it")
+def test_seek_lands_on_keyframes_after_open_gop_b_frames(tmp_path: Path) -> None:
+    # MPEG-1 in MPEG-PS, GOP 12 with two B-frames between references (an open GOP, as DVD and
+    # broadcast streams are): every time must land on the first frame at or after it
+    from _media_stand_ins import write_clip
+
+    path = tmp_path / "open_gop.mpg"
+    write_clip(path, codec="mpeg1video", size=(128, 128), fps=25, frames=60, options={"bf": "2", "g": "12"},
+               seed=18)  # (with seed 3, say, the seeks happen to land well)
     truth = Decoded(path)
     reader = gpuvio.VideoReader(str(path))
+    wrong = {}
+    for t in truth.seconds + [(a + b) / 2 for a, b in zip(truth.seconds, truth.seconds[1:])]:
+        got = next(reader.seek(t))["pts"]
+        if got != truth.seconds[truth.first_at_or_after(t)]:
+            wrong[round(t, 3)] = got
+    assert not wrong, f"seek(t) -> pts: {wrong}"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_seek_is_fluent_and_restarts(generated: dict[str, Path], device: str) -> None:
+    path = generated["h264"]
+    truth = Decoded(path)
+    reader = gpuvio.VideoReader(str(path), device=device)
     first = next(reader)
     assert first["pts"] == truth.seconds[0]
     from_one = [f["pts"] for f in reader.seek(1.0)]
@@ -156,29 +179,31 @@ def test_seek_is_fluent_and_restarts(generated: dict[str, Path]) -> None:
         reader.seek("1")  # type: ignore[arg-type]
 
 
-def test_seek_keyframes_only(generated: dict[str, Path]) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_seek_keyframes_only(generated: dict[str, Path], device: str) -> None:
     path = generated["h264"]
     truth = Decoded(path)
     assert len(truth.keyframe_seconds) >= 4  # GOP of 12 frames
-    reader = gpuvio.VideoReader(str(path))
+    reader = gpuvio.VideoReader(str(path), device=device)
     for t in (0.0, 0.39, 0.41, 1.0, 1.7):
         frame = next(reader.seek(t, keyframes_only=True))
         expected = max(k for k in truth.keyframe_seconds if k <= max(t, 0.0))
         assert frame["pts"] == expected
 
 
-def test_non_zero_start_file() -> None:
-    path = media_path("torchcodec", "test_non_zero_start.mp4")
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_zero_start_file(media, device: str) -> None:
+    # (the stand-in's ground truth is written from a PyAV decode, in ffprobe's format)
+    path = media("torchcodec", "test_non_zero_start.mp4")
     truth = json.loads(Path(f"{path}.stream0.all_frames_info.json").read_text())
     expected = [float(f["pts_time"]) for f in truth]
-    reader = gpuvio.VideoReader(str(path))
+    reader = gpuvio.VideoReader(str(path), device=device)
     assert [round(f["pts"], 6) for f in reader] == expected
     assert round(next(reader.seek(2.0))["pts"], 6) == expected[0]  # before the first frame
     assert round(next(reader.seek(expected[5] - 0.001))["pts"], 6) == expected[5]
     assert round(next(reader.seek(0))["pts"], 6) == expected[0]
     assert len(reader) == len(expected)
-    np.testing.assert_array_equal(reader.get_frames_played_at([expected[3] + 0.01]).numpy(),
-                                  reader.get_frames_at([3]).numpy())
+    assert torch.equal(reader.get_frames_played_at([expected[3] + 0.01]), reader.get_frames_at([3]))
 
 
 def test_audio_stream(generated: dict[str, Path]) -> None:
@@ -196,15 +221,19 @@ def test_audio_stream(generated: dict[str, Path]) -> None:
     assert len(reader) == len(truth.frames)
 
 
-def test_streams_of_a_multi_stream_file() -> None:
-    path = media_path("torchcodec", "nasa_13013.mp4")
-    reader = gpuvio.VideoReader(str(path))
-    assert next(reader)["data"].shape == (3, 180, 320)
+@pytest.mark.parametrize("device", DEVICES)
+def test_streams_of_a_multi_stream_file(media, device: str) -> None:
+    # two video streams (320x180, then 480x270), two audio streams, two subtitle streams
+    path = media("torchcodec", "nasa_13013.mp4")
+    reader = gpuvio.VideoReader(str(path), device=device)
+    first = next(reader)["data"]
+    assert first.shape == (3, 180, 320) and first.device.type == device
     assert reader.set_current_stream("video:1") is True
     frame = next(reader)
-    assert frame["data"].shape == (3, 270, 480) and frame["pts"] == 0.0
     second = Decoded(path, "video", 1)
-    assert len(reader) == len(second.frames) == 390
+    assert frame["data"].shape == (3, 270, 480) and frame["pts"] == second.seconds[0] == 0.0
+    assert_pixels(frame["data"], second.rgb(0), device)
+    assert len(reader) == len(second.frames) > 0
     reader.set_current_stream("audio:1")
     audio = next(reader)
     assert audio["data"].shape[1] == 2 and audio["data"].dtype == torch.float32
@@ -216,13 +245,13 @@ def test_streams_of_a_multi_stream_file() -> None:
         with pytest.raises(error):
             reader.set_current_stream(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="video:0, video:1, audio:0, audio:1"):
-        gpuvio.VideoReader(str(path), "video:2")
+        gpuvio.VideoReader(str(path), "video:2", device=device)
     with pytest.raises(ValueError, match="does not exist"):
-        gpuvio.VideoReader(str(media_path("torchcodec", "h265_video.mp4")), "audio")
+        gpuvio.VideoReader(str(media("torchcodec", "h265_video.mp4")), "audio", device=device)
 
 
-def test_metadata() -> None:
-    path = media_path("torchcodec", "nasa_13013.mp4")
+def test_metadata(media) -> None:
+    path = media("torchcodec", "nasa_13013.mp4")
     metadata = gpuvio.VideoReader(str(path)).get_metadata()
     assert set(metadata) == {"video", "audio"}
     assert set(metadata["video"]) == {"duration", "fps"} and set(metadata["audio"]) == {"duration", "framerate"}
@@ -234,7 +263,7 @@ def test_metadata() -> None:
         assert metadata["audio"]["framerate"] == [float(s.rate) for s in audio]
         assert metadata["audio"]["duration"] == [float(s.duration * s.time_base) for s in audio]
     # webm/mkv streams carry no duration of their own: the container's is used
-    webm = gpuvio.VideoReader(str(media_path("torchcodec", "testsrc2_vp9.webm"))).get_metadata()
+    webm = gpuvio.VideoReader(str(media("torchcodec", "testsrc2_vp9.webm"))).get_metadata()
     assert webm["video"]["fps"] == [30.0] and 0.9 < webm["video"]["duration"][0] < 1.1
     assert "audio" not in webm
 
@@ -242,19 +271,20 @@ def test_metadata() -> None:
 @pytest.mark.parametrize("parts", [("generated", "h264"), ("torchcodec", "h265_video.mp4"),
                                    ("torchvision", "videos", "TrumanShow_wave_f_nm_np1_fr_med_26.avi"),
                                    ("torchcodec", "discard_first_keyframe.mp4")], ids=_id)
-def test_get_frames_at(parts: tuple[str, ...], generated: dict[str, Path]) -> None:
-    path = _path(parts, generated)
+@pytest.mark.parametrize("device", DEVICES)
+def test_get_frames_at(parts: tuple[str, ...], generated: dict[str, Path], media, device: str) -> None:
+    path = _path(parts, generated, media)
     truth = Decoded(path)
     n = len(truth.frames)
-    reader = gpuvio.VideoReader(str(path))
+    reader = gpuvio.VideoReader(str(path), device=device)
     assert len(reader) == n
     indices = [n - 1, 0, n // 2, n // 2, -1, 1, n // 3, -n, n // 2 + 1]
     batch = reader.get_frames_at(indices)
     assert batch.shape == (len(indices), 3, truth.frames[0].height, truth.frames[0].width)
     for got, i in zip(batch, indices):
-        np.testing.assert_array_equal(got.numpy(), truth.rgb(i % n), err_msg=f"index {i}")
+        assert_pixels(got, truth.rgb(i % n), device, msg=f"index {i}")
     # the same as reading sequentially
-    sequential = torch.stack([f["data"] for f in gpuvio.VideoReader(str(path))])
+    sequential = torch.stack([f["data"] for f in gpuvio.VideoReader(str(path), device=device)])
     assert torch.equal(reader.get_frames_at(list(range(n))), sequential)
     assert torch.equal(reader.get_frames_at(torch.tensor([2, 0])), sequential[[2, 0]])
     assert reader.get_frames_at([]).shape[0] == 0
@@ -270,32 +300,35 @@ def test_get_frames_at(parts: tuple[str, ...], generated: dict[str, Path]) -> No
 @pytest.mark.parametrize("parts", [("generated", "h264"), ("torchcodec", "h265_video.mp4"),
                                    ("torchvision", "videos", "hmdb51_Turnk_r_Pippi_Michel_cartwheel_f_cm_np2_le_med_6.avi")],
                          ids=_id)
-def test_get_frames_at_across_calls(parts: tuple[str, ...], generated: dict[str, Path]) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_get_frames_at_across_calls(parts: tuple[str, ...], generated: dict[str, Path], media, device: str) -> None:
     # consecutive calls continue from where the last stopped, or go back: same frames either way
-    path = _path(parts, generated)
-    sequential = torch.stack([f["data"] for f in gpuvio.VideoReader(str(path))])
+    path = _path(parts, generated, media)
+    sequential = torch.stack([f["data"] for f in gpuvio.VideoReader(str(path), device=device)])
     n = sequential.shape[0]
-    reader = gpuvio.VideoReader(str(path))
+    reader = gpuvio.VideoReader(str(path), device=device)
     calls = [[i, i + 1] for i in range(0, n - 1, max(1, n // 7))]
     calls += [[n - 1], [0], [n // 2], [n // 2], [n // 2 - 1, n // 2 + 1]]
     for positions in calls:
         assert torch.equal(reader.get_frames_at(positions), sequential[positions]), positions
 
 
-def test_random_access_leaves_the_sequential_position(generated: dict[str, Path]) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_random_access_leaves_the_sequential_position(generated: dict[str, Path], device: str) -> None:
     path = generated["h264"]
     truth = Decoded(path)
-    reader = gpuvio.VideoReader(str(path))
+    reader = gpuvio.VideoReader(str(path), device=device)
     reader.seek(1.0)
     next(reader)
     reader.get_frames_at([0, 50, 3])
     assert next(reader)["pts"] == truth.seconds[truth.first_at_or_after(1.0) + 1]
 
 
-def test_get_frames_played_at(generated: dict[str, Path]) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_get_frames_played_at(generated: dict[str, Path], device: str) -> None:
     path = generated["h264"]
     truth = Decoded(path)
-    reader = gpuvio.VideoReader(str(path))
+    reader = gpuvio.VideoReader(str(path), device=device)
     times = [0.0, 0.01, truth.seconds[7], truth.seconds[7] - 1e-6, 1.999, 1.0]
     expected = [bisect.bisect_right(truth.seconds, t) - 1 for t in times]
     assert torch.equal(reader.get_frames_played_at(times), reader.get_frames_at(expected))
@@ -328,27 +361,29 @@ def test_torchcodec_reference_frames() -> None:
     assert abs(frame["pts"] - 6.006) < 1e-9 and torch.equal(frame["data"], candidates[3])
 
 
-def test_sources(generated: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_sources(generated: dict[str, Path], tmp_path: Path, device: str) -> None:
     path = generated["h264"]
     expected = [f["pts"] for f in gpuvio.VideoReader(str(path))]
     data = path.read_bytes()
+    at_one = gpuvio.VideoReader(str(path), device=device).get_frames_played_at([1.0])[0]
     for source in (data, torch.frombuffer(bytearray(data), dtype=torch.uint8), path):
-        reader = gpuvio.VideoReader(source)
+        reader = gpuvio.VideoReader(source, device=device)
         assert [f["pts"] for f in reader] == expected
-        assert torch.equal(next(reader.seek(1.0))["data"], gpuvio.VideoReader(str(path)).get_frames_played_at([1.0])[0])
+        assert torch.equal(next(reader.seek(1.0))["data"], at_one)
     with gpuvio.VideoReader(path=str(path)) as reader:
         assert reader.backend == "cpu" and reader.fallback_reason is None
         assert "cpu" in repr(reader)
     with pytest.raises(FileNotFoundError):
-        gpuvio.VideoReader(str(tmp_path / "missing.mp4"))
+        gpuvio.VideoReader(str(tmp_path / "missing.mp4"), device=device)
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(os.urandom(2048))
     with pytest.raises(RuntimeError):
-        gpuvio.VideoReader(str(garbage))
+        gpuvio.VideoReader(str(garbage), device=device)
     with pytest.raises(ValueError):
-        gpuvio.VideoReader()
+        gpuvio.VideoReader(device=device)
     with pytest.raises(ValueError):
-        gpuvio.VideoReader(str(path), num_threads=-1)
+        gpuvio.VideoReader(str(path), num_threads=-1, device=device)
 
 
 def test_num_threads_gives_the_same_frames(generated: dict[str, Path]) -> None:
@@ -358,10 +393,11 @@ def test_num_threads_gives_the_same_frames(generated: dict[str, Path]) -> None:
     assert torch.equal(plain, threaded)
 
 
-def test_resolution_change_in_the_reader(tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_resolution_change_in_the_reader(tmp_path: Path, device: str) -> None:
     # frames keep their own size when read one by one; a batch is given the declared size
     path = write_resolution_switch(tmp_path / "switch.ts", frames=4, pts_gap=20, shade=lambda _, i: 50 + 40 * i)
-    reader = gpuvio.VideoReader(str(path))
+    reader = gpuvio.VideoReader(str(path), device=device)
     shapes = [tuple(f["data"].shape) for f in reader]
     assert shapes[0] == (3, 96, 160) and shapes[-1] == (3, 80, 128)
     batch = reader.get_frames_at([0, len(shapes) - 1])
