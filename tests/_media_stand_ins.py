@@ -547,9 +547,11 @@ def png_bytes(pixels: np.ndarray, *, interlaced: bool = False, extra_chunks: lis
     else:
         raw = rows(stored)
     header = struct.pack(">IIBBBBB", width, height, depth, _COLOUR_TYPES[channels], 0, 0, int(interlaced))
+    compressed = zlib.compress(raw, 6)
+    idats = [compressed[i: i + 8192] for i in range(0, len(compressed), 8192)]  # 8 KiB IDATs, as libpng
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
             + b"".join(_png_chunk(kind, body) for kind, body in extra_chunks)
-            + _png_chunk(b"IDAT", zlib.compress(raw, 6)) + _png_chunk(b"IEND", b""))
+            + b"".join(_png_chunk(b"IDAT", part) for part in idats) + _png_chunk(b"IEND", b""))
 
 
 def _save(image: Any, path: Path, fmt: str, **options: Any) -> None:
@@ -667,8 +669,10 @@ def _raw_exif_text() -> bytes:
 
     exif = Image.new("RGB", (1, 1)).getexif()
     exif[0x0112] = 1
-    body = b"Exif\0\0" + exif.tobytes()
-    text = f"\nexif\n{len(body):8d}\n".encode() + body.hex().encode() + b"\n"
+    body = exif.tobytes()
+    body = (body if body.startswith(b"Exif\0\0") else b"Exif\0\0" + body).hex()
+    lines = "\n".join(body[i: i + 72] for i in range(0, len(body), 72))
+    text = f"\nexif\n{len(body) // 2:8d}\n{lines}\n".encode()  # ImageMagick's layout, as GIMP writes it
     return b"Raw profile type exif\0\0" + zlib.compress(text)
 
 

@@ -26,17 +26,20 @@ MEDIA = Path(os.environ.get("GPUVIO_MEDIA", REPO.parent / "shared" / "media"))
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 GPU_PIXEL_TOLERANCE = 2  # max abs difference of GPU video frames from the CPU's (color="torchvision")
+GPU_JPEG_MEAN_TOLERANCE = 1.0  # mean abs difference of nvJPEG's pixels from libjpeg's
 
 
-def assert_pixels(got: torch.Tensor, want: Any, device: str, *, lossless: bool = False, msg: str = "") -> None:
+def assert_pixels(got: torch.Tensor, want: Any, device: str, *, kind: str = "video", msg: str = "") -> None:
     """``got``, returned on ``device``, equals the CPU reference ``want`` (a tensor or ndarray).
 
-    On the CPU the pixels must be equal. On a GPU they are compared on the CPU, equal when the
-    format is ``lossless`` (PNG), else within :data:`GPU_PIXEL_TOLERANCE` (the GPU's own YUV
-    conversion and IDCT may round differently).
+    On the CPU the pixels must be equal. On a GPU they are compared on the CPU: ``kind="video"``
+    within :data:`GPU_PIXEL_TOLERANCE` (the GPU's own YUV conversion may round differently),
+    ``"jpeg"`` within :data:`GPU_JPEG_MEAN_TOLERANCE` on average (another IDCT and upsampling),
+    ``"lossless"`` (PNG, GIF, WebP, ...) equal.
     """
     import numpy as np
 
+    assert kind in ("video", "jpeg", "lossless"), kind
     assert got.device.type == torch.device(device).type, f"{msg}: on {got.device}, asked for {device}"
     if not isinstance(want, torch.Tensor):
         want = torch.from_numpy(np.ascontiguousarray(want))
@@ -45,9 +48,14 @@ def assert_pixels(got: torch.Tensor, want: Any, device: str, *, lossless: bool =
                                                                 f"!= {want.dtype} {tuple(want.shape)}"
     if torch.equal(got, want):
         return
-    worst = int((got.int() - want.int()).abs().max()) if got.numel() else 0
-    assert device != "cpu" and not lossless and worst <= GPU_PIXEL_TOLERANCE, \
-        f"{msg}: max abs difference {worst} on {device}"
+    diff = (got.int() - want.int()).abs()
+    worst, mean = int(diff.max()), float(diff.float().mean())
+    where = f"{msg}: max abs difference {worst}, mean {mean:.3f} on {device}"
+    assert device != "cpu" and kind != "lossless", where
+    if kind == "video":
+        assert worst <= GPU_PIXEL_TOLERANCE, where
+    else:
+        assert mean < GPU_JPEG_MEAN_TOLERANCE, where
 
 
 def torchvision_info(info: dict[str, Any], device: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageOps, ImageSequence
 
 import gpuvio
-from conftest import media_path
+from conftest import DEVICES, assert_pixels
 from gpuvio import ImageReadMode
 
 # Pillow's advice when the reference converts a palette with transparency; gpuvio itself must not
@@ -74,70 +74,91 @@ def pillow_reference(data: bytes, mode: ImageReadMode) -> torch.Tensor:
         return hwc_to_chw(np.array(im.convert(target)))
 
 
-def assert_same(actual: torch.Tensor, expected: torch.Tensor) -> None:
+def assert_same(actual: torch.Tensor, expected: torch.Tensor, device: str = "cpu", *, jpeg: bool = False) -> None:
+    """Equal to Pillow's pixels; on a GPU, a JPEG within nvJPEG's tolerance (see conftest.assert_pixels)."""
+    if device != "cpu":
+        assert_pixels(actual, expected, device, kind="jpeg" if jpeg else "lossless")
+        return
+    assert actual.device.type == "cpu"
     assert actual.dtype == expected.dtype
     assert actual.shape == expected.shape
     if not torch.equal(actual, expected):  # assert_close only for its report
         torch.testing.assert_close(actual, expected, rtol=0, atol=0)
 
 
+def _is_jpeg(data: bytes) -> bool:
+    return data[:2] == b"\xff\xd8"
+
+
 # --------------------------------------------------------------------------- shared media
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
 @pytest.mark.parametrize("parts", SHARED_8BIT, ids=lambda p: p[-1])
-def test_decode_shared_images_equal_pillow(parts: tuple[str, ...], mode: ImageReadMode) -> None:
-    path = media_path(*parts)
+def test_decode_shared_images_equal_pillow(parts: tuple[str, ...], mode: ImageReadMode, device: str, media) -> None:
+    path = media(*parts)
     data = path.read_bytes()
     expected = pillow_reference(data, mode)
-    assert_same(gpuvio.decode_image(gpuvio.read_file(path), mode=mode), expected)
-    assert_same(gpuvio.read_image(path, mode), expected)
-    assert_same(gpuvio.decode_image(data, mode=mode.name), expected)  # bytes and mode names too
-    specific = gpuvio.decode_jpeg if path.suffix == ".jpg" else gpuvio.decode_png
-    assert_same(specific(gpuvio.read_file(path), mode=mode), expected)
+    jpeg = path.suffix == ".jpg"
+    assert_same(gpuvio.decode_image(gpuvio.read_file(path), mode=mode, device=device), expected, device, jpeg=jpeg)
+    assert_same(gpuvio.read_image(path, mode, device=device), expected, device, jpeg=jpeg)
+    # bytes and mode names too
+    assert_same(gpuvio.decode_image(data, mode=mode.name, device=device), expected, device, jpeg=jpeg)
+    specific = gpuvio.decode_jpeg if jpeg else gpuvio.decode_png
+    assert_same(specific(gpuvio.read_file(path), mode=mode, device=device), expected, device, jpeg=jpeg)
 
 
 @pytest.mark.parametrize("name,channels", [
     ("logos/palette_pytorch.png", 1), ("logos/cmyk_pytorch.jpg", 4), ("logos/gray_pytorch.jpg", 1),
     ("logos/gray_pytorch.png", 1), ("logos/grayalpha_pytorch.png", 2), ("logos/rgbalpha_pytorch.png", 4),
     ("logos/rgb_pytorch.jpg", 3)])
-def test_unchanged_keeps_the_files_channels(name: str, channels: int) -> None:
-    path = media_path("torchvision", "images", *name.split("/"))
-    image = gpuvio.read_image(path)
+@pytest.mark.parametrize("device", DEVICES)
+def test_unchanged_keeps_the_files_channels(name: str, channels: int, device: str, media) -> None:
+    path = media("torchvision", "images", *name.split("/"))
+    image = gpuvio.read_image(path, device=device)
     assert image.shape == (channels, 100, 100)
-    assert image.dtype == torch.uint8
+    assert image.dtype == torch.uint8 and image.device.type == device
     if "palette" in name:  # palette indices, not colours
         with Image.open(path) as im:
             assert int(image.max()) < len(im.getpalette()) // 3
 
 
-def test_palette_with_transparency_decodes_without_warnings() -> None:
-    data = media_path("torchvision", "images", "logos", "palette_pytorch.png").read_bytes()
+def test_palette_with_transparency_decodes_without_warnings(media) -> None:
+    data = media("torchvision", "images", "logos", "palette_pytorch.png").read_bytes()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for mode in MODES:
             gpuvio.decode_png(data, mode=mode)
 
 
-def test_interlaced_png_equals_its_plain_twin() -> None:
-    plain = gpuvio.read_image(media_path("torchvision", "images", "interlaced_png", "wizard_low.png"))
-    interlaced = gpuvio.read_image(
-        media_path("torchvision", "images", "interlaced_png", "wizard_low-interlaced.png"))
-    assert_same(interlaced, plain)
+@pytest.mark.parametrize("device", DEVICES)
+def test_interlaced_png_equals_its_plain_twin(media, device: str) -> None:
+    plain_path = media("torchvision", "images", "interlaced_png", "wizard_low.png")
+    plain = gpuvio.read_image(plain_path, device=device)
+    interlaced = gpuvio.read_image(media("torchvision", "images", "interlaced_png", "wizard_low-interlaced.png"),
+                                   device=device)
+    assert_same(interlaced.cpu(), plain.cpu())
+    assert_same(plain, pillow_reference(plain_path.read_bytes(), ImageReadMode.UNCHANGED), device)
 
 
-def test_path_types_and_sources_agree(tmp_path: Path) -> None:
-    path = media_path("torchvision", "images", "grace_hopper_517x606.jpg")
-    reference = gpuvio.read_image(str(path))
-    assert_same(gpuvio.read_image(Path(path)), reference)
+@pytest.mark.parametrize("device", DEVICES)
+def test_path_types_and_sources_agree(tmp_path: Path, media, device: str) -> None:
+    path = media("torchvision", "images", "grace_hopper_517x606.jpg")
+    reference = gpuvio.read_image(str(path), device=device)
+    assert reference.device.type == device
+    assert torch.equal(gpuvio.read_image(Path(path), device=device), reference)
     raw = path.read_bytes()
     for source in (raw, bytearray(raw), memoryview(raw), torch.frombuffer(bytearray(raw), dtype=torch.uint8),
                    path, str(path)):
-        assert_same(gpuvio.decode_image(source), reference)
+        assert torch.equal(gpuvio.decode_image(source, device=device), reference)
     # a 1-D tensor that is a non-contiguous view of the bytes is fine as well
     doubled = torch.frombuffer(bytearray(raw), dtype=torch.uint8).repeat_interleave(2)[::2]
-    assert_same(gpuvio.decode_image(doubled), reference)
-    assert_same(gpuvio.decode_image(raw, device="auto"), reference)
+    assert torch.equal(gpuvio.decode_image(doubled, device=device), reference)
+    pillow = pillow_reference(raw, ImageReadMode.UNCHANGED)
+    assert_same(reference, pillow, device, jpeg=True)
+    auto = gpuvio.decode_image(raw, device="auto")  # the GPU where there is one
+    assert_same(auto, pillow, auto.device.type, jpeg=True)
 
 
 # --------------------------------------------------------------------------- generated images
@@ -188,12 +209,13 @@ def _generated_images() -> dict[str, bytes]:
 GENERATED = _generated_images()
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
 @pytest.mark.parametrize("name", sorted(GENERATED))
-def test_decode_generated_images_equal_pillow(name: str, mode: ImageReadMode) -> None:
+def test_decode_generated_images_equal_pillow(name: str, mode: ImageReadMode, device: str) -> None:
     data = GENERATED[name]
     expected = pillow_reference(data, mode)
-    assert_same(gpuvio.decode_image(data, mode=mode), expected)
+    assert_same(gpuvio.decode_image(data, mode=mode, device=device), expected, device, jpeg=_is_jpeg(data))
     if name.startswith("webp"):
         assert_same(gpuvio.decode_webp(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode),
                     expected)
@@ -212,7 +234,8 @@ def test_pillows_own_memory_path_gives_the_same_pixels(monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
-def test_libjpeg_turbo_path_equals_the_pillow_path(monkeypatch: pytest.MonkeyPatch, mode: ImageReadMode) -> None:
+def test_libjpeg_turbo_path_equals_the_pillow_path(monkeypatch: pytest.MonkeyPatch, mode: ImageReadMode,
+                                                   media) -> None:
     # the optional simplejpeg fast path must give the Pillow path's pixels, bit for bit
     pytest.importorskip("simplejpeg", reason="the optional simplejpeg package is not installed")
     from gpuvio.cpu_fallback import _image
@@ -220,7 +243,7 @@ def test_libjpeg_turbo_path_equals_the_pillow_path(monkeypatch: pytest.MonkeyPat
     sources = [d for n, d in GENERATED.items() if n.endswith(".jpg")]
     for name in ("logos/rgb_pytorch.jpg", "logos/gray_pytorch.jpg", "logos/cmyk_pytorch.jpg",
                  "grace_hopper_517x606.jpg"):
-        sources.append(media_path("torchvision", "images", *name.split("/")).read_bytes())
+        sources.append(media("torchvision", "images", *name.split("/")).read_bytes())
     taken = [_image._decode_jpeg_turbo(memoryview(d), mode) is not None for d in sources]
     fast = [gpuvio.decode_image(d, mode=mode) for d in sources]
     monkeypatch.setattr(_image, "_decode_jpeg_turbo", lambda data, mode: None)
@@ -263,18 +286,20 @@ def _gif_frames(count: int, transparency: bool = False) -> bytes:
     return _encode(frames[0], "GIF", **options)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("count,transparency", [(1, False), (1, True), (4, False), (3, True)])
-def test_gif_equals_pillow_rgb_frames(count: int, transparency: bool) -> None:
+def test_gif_equals_pillow_rgb_frames(count: int, transparency: bool, device: str) -> None:
     data = _gif_frames(count, transparency)
     with Image.open(io.BytesIO(data)) as im:
         frames = [hwc_to_chw(np.array(f.convert("RGB"))) for f in ImageSequence.Iterator(im)]
     expected = torch.stack(frames) if count > 1 else frames[0]
     # torchvision's decode_gif gives RGB; UNCHANGED through decode_image does the same
-    for decoded in (gpuvio.decode_gif(torch.frombuffer(bytearray(data), dtype=torch.uint8)),
-                    gpuvio.decode_image(data), gpuvio.decode_image(data, mode=ImageReadMode.RGB)):
-        assert_same(decoded, expected)
-    gray = gpuvio.decode_image(data, mode=ImageReadMode.GRAY)
-    assert gray.shape[-3] == 1
+    assert_same(gpuvio.decode_gif(torch.frombuffer(bytearray(data), dtype=torch.uint8)), expected)
+    for decoded in (gpuvio.decode_image(data, device=device),
+                    gpuvio.decode_image(data, mode=ImageReadMode.RGB, device=device)):
+        assert_same(decoded, expected, device)
+    gray = gpuvio.decode_image(data, mode=ImageReadMode.GRAY, device=device)
+    assert gray.shape[-3] == 1 and gray.device.type == device
 
 
 # --------------------------------------------------------------------------- 16-bit PNG
@@ -313,9 +338,10 @@ def _pillow_luma16(rgb: np.ndarray) -> np.ndarray:
     return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint16)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("interlaced", [False, True])
 @pytest.mark.parametrize("colour_type", sorted(_COLOUR_TYPES))
-def test_16bit_png_exact_values(colour_type: int, interlaced: bool) -> None:
+def test_16bit_png_exact_values(colour_type: int, interlaced: bool, device: str) -> None:
     channels = _COLOUR_TYPES[colour_type]
     rng = np.random.default_rng(colour_type)
     pixels = rng.integers(0, 65536, (13, 21, channels), dtype=np.uint16)
@@ -323,9 +349,9 @@ def test_16bit_png_exact_values(colour_type: int, interlaced: bool) -> None:
     pixels[0, 1] = 65535
     data = raw_png(pixels, colour_type, interlaced=interlaced)
 
-    unchanged = gpuvio.decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    unchanged = gpuvio.decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8), device=device)
     assert unchanged.dtype == torch.uint16
-    assert_same(unchanged, hwc_to_chw(pixels))
+    assert_same(unchanged, hwc_to_chw(pixels), device)
 
     colour = pixels[..., :3] if channels >= 3 else pixels[..., :1]
     alpha = pixels[..., -1:] if channels in (2, 4) else np.full_like(pixels[..., :1], 65535)
@@ -334,7 +360,7 @@ def test_16bit_png_exact_values(colour_type: int, interlaced: bool) -> None:
     expected = {ImageReadMode.GRAY: gray, ImageReadMode.GRAY_ALPHA: np.concatenate([gray, alpha], -1),
                 ImageReadMode.RGB: rgb, ImageReadMode.RGB_ALPHA: np.concatenate([rgb, alpha], -1)}
     for mode, want in expected.items():
-        assert_same(gpuvio.decode_image(data, mode=mode), hwc_to_chw(want))
+        assert_same(gpuvio.decode_image(data, mode=mode, device=device), hwc_to_chw(want), device)
 
 
 @pytest.mark.parametrize("colour_type", [0, 2])
@@ -356,14 +382,35 @@ def test_16bit_png_transparency_key(colour_type: int) -> None:
     assert gpuvio.decode_png(data, mode=ImageReadMode.RGB).shape[0] == 3
 
 
+@pytest.mark.xfail(strict=True, reason="known gap found with generated media: a 16-bit colour PNG whose zTXt "
+                   "'Raw profile type exif' holds malformed EXIF does not decode (FFmpeg's PNG decoder, which "
+                   "gpuvio uses for 16-bit colour, parses the profile); libpng and Pillow ignore it")
+def test_16bit_png_with_a_malformed_raw_exif_profile_decodes() -> None:
+    pixels = np.random.default_rng(5).integers(0, 65536, (10, 12, 3), dtype=np.uint16)
+    plain = raw_png(pixels, 2)
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0112] = 1
+    body = (b"Exif\0\0" + exif.tobytes()).hex()  # Pillow's bytes already start with "Exif\0\0": twice
+    text = f"\nexif\n{len(body) // 2:8d}\n{body}\n".encode()
+    chunk_body = b"Raw profile type exif\0\0" + zlib.compress(text)
+    ztxt = (struct.pack(">I", len(chunk_body)) + b"zTXt" + chunk_body
+            + struct.pack(">I", zlib.crc32(b"zTXt" + chunk_body)))
+    data = plain[:33] + ztxt + plain[33:]
+    with Image.open(io.BytesIO(data)) as im:  # Pillow reads past it (and keeps 16-bit colour's high bytes)
+        assert np.array_equal(np.array(im), (pixels >> 8).astype(np.uint8))
+    assert_same(gpuvio.decode_png(data), hwc_to_chw(pixels))
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("parts", [
     ("torchvision", "images", "logos", "rgb_pytorch16.png"),
     ("torchvision", "images", "logos", "rgbalpha_pytorch16.png"),
     ("torchcodec", "gradient_16bit.png"), ("torchcodec", "grayscale_16bit.png")], ids=lambda p: p[-1])
-def test_shared_16bit_pngs_agree_with_pillow(parts: tuple[str, ...]) -> None:
-    path = media_path(*parts)
-    image = gpuvio.read_image(path)
-    assert image.dtype == torch.uint16
+def test_shared_16bit_pngs_agree_with_pillow(parts: tuple[str, ...], device: str, media) -> None:
+    path = media(*parts)
+    image = gpuvio.read_image(path, device=device)
+    assert image.dtype == torch.uint16 and image.device.type == device
+    image = image.cpu()
     with Image.open(path) as im:
         if im.mode.startswith("I;16"):  # Pillow keeps 16-bit gray exactly
             expected = torch.from_numpy(np.array(im).astype(np.uint16))[None]
@@ -382,24 +429,27 @@ def _oriented(codec: str, orientation: int, array: np.ndarray) -> bytes:
     return _encode(image, codec, exif=exif.tobytes(), **({"quality": 90} if codec == "JPEG" else {}))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("codec", ["JPEG", "PNG", "WEBP"])
 @pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8, 0, 9])
-def test_exif_orientation_equals_exif_transpose(codec: str, orientation: int) -> None:
+def test_exif_orientation_equals_exif_transpose(codec: str, orientation: int, device: str) -> None:
     data = _oriented(codec, orientation, _noise(40, 57, 3, seed=orientation))
+    jpeg = codec == "JPEG"
     with Image.open(io.BytesIO(data)) as im:
         upright = ImageOps.exif_transpose(im)
         expected = hwc_to_chw(np.array(upright.convert("RGB")))
-    assert_same(gpuvio.decode_image(data, apply_exif_orientation=True), expected)
-    gray = gpuvio.decode_image(data, mode=ImageReadMode.GRAY, apply_exif_orientation=True)
+    assert_same(gpuvio.decode_image(data, apply_exif_orientation=True, device=device), expected, device, jpeg=jpeg)
+    gray = gpuvio.decode_image(data, mode=ImageReadMode.GRAY, apply_exif_orientation=True, device=device)
     assert gray.shape == (1, *expected.shape[1:])
     # off by default: the stored pixels
     with Image.open(io.BytesIO(data)) as im:
         stored = hwc_to_chw(np.array(im.convert("RGB")))
-    assert_same(gpuvio.decode_image(data), stored)
+    assert_same(gpuvio.decode_image(data, device=device), stored, device, jpeg=jpeg)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("orientation", [3, 6, 8])
-def test_exif_orientation_of_a_16bit_png(orientation: int) -> None:
+def test_exif_orientation_of_a_16bit_png(orientation: int, device: str) -> None:
     pixels = np.random.default_rng(0).integers(0, 65536, (9, 14, 3), dtype=np.uint16)
     plain = raw_png(pixels, 2)
     # splice an eXIf chunk (made by Pillow) in front of IDAT
@@ -414,16 +464,17 @@ def test_exif_orientation_of_a_16bit_png(orientation: int) -> None:
         assert im.getexif().get(0x0112) == orientation
     turns = {3: lambda a: a[::-1, ::-1], 6: lambda a: np.rot90(a, -1), 8: lambda a: np.rot90(a, 1)}
     expected = hwc_to_chw(turns[orientation](pixels))
-    assert_same(gpuvio.decode_image(data, apply_exif_orientation=True), expected)
+    assert_same(gpuvio.decode_image(data, apply_exif_orientation=True, device=device), expected, device)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("size", [65533, 1, 7, 10, 23, 33])
-def test_invalid_exif_is_ignored(size: int) -> None:
+def test_invalid_exif_is_ignored(size: int, device: str) -> None:
     image = Image.fromarray(_noise(32, 33, 3))
     data = _encode(image, "JPEG", exif=b"1" * size)
     with Image.open(io.BytesIO(data)) as im:
         expected = hwc_to_chw(np.array(ImageOps.exif_transpose(im)))
-    assert_same(gpuvio.decode_image(data, apply_exif_orientation=True), expected)
+    assert_same(gpuvio.decode_image(data, apply_exif_orientation=True, device=device), expected, device, jpeg=True)
 
 
 # --------------------------------------------------------------------------- zero-copy memory
