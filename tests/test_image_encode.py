@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import gpuvio
-from conftest import media_path
+from conftest import DEVICES
 
 
 def _image(channels: int, height: int = 37, width: int = 53, seed: int = 0) -> torch.Tensor:
@@ -68,11 +68,38 @@ def test_encode_jpeg_default_quality_is_75() -> None:
     assert bytes(gpuvio.encode_jpeg(image).numpy()) == pillow_jpeg(image, 75)
 
 
-def test_encode_jpeg_of_a_decoded_image_view() -> None:
+def test_encode_jpeg_of_a_decoded_image_view(media) -> None:
     # decode_image returns a channels-last view with a 4-byte pixel stride: it must encode the same
-    path = media_path("torchvision", "images", "grace_hopper_517x606.jpg")
+    path = media("torchvision", "images", "grace_hopper_517x606.jpg")
     decoded = gpuvio.read_image(path)
     assert bytes(gpuvio.encode_jpeg(decoded, quality=80).numpy()) == pillow_jpeg(decoded.contiguous(), 80)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_encode_jpeg_on_each_device(channels: int, device: str) -> None:
+    # a tensor on the GPU is encoded there: Pillow's bytes on the CPU; on the GPU another encoder's
+    # bytes, with libjpeg's quantisation tables and subsampling for the quality, and no worse
+    image = _image(channels, height=96, width=130, seed=11)
+    expected = pillow_jpeg(image, 80)
+    for layout, tensor in _variants(image).items():
+        encoded = gpuvio.encode_jpeg(tensor.to(device), quality=80)
+        assert encoded.dtype == torch.uint8 and encoded.dim() == 1 and encoded.device.type == device, layout
+        data = bytes(encoded.cpu().numpy())
+        if device == "cpu":
+            assert data == expected, layout
+            continue
+        assert data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9", layout
+        with Image.open(io.BytesIO(data)) as ours, Image.open(io.BytesIO(expected)) as pillow:
+            assert ours.size == pillow.size and ours.mode == pillow.mode, layout
+            assert all(ours.quantization.get(k) == q for k, q in pillow.quantization.items()), layout
+            assert [layer[1:3] for layer in ours.layer] == [layer[1:3] for layer in pillow.layer], layout
+            target = image.permute(1, 2, 0).squeeze(2).numpy().astype(np.float64)
+            ours_error = np.abs(np.asarray(ours, dtype=np.float64) - target).mean()
+            pillow_error = np.abs(np.asarray(pillow, dtype=np.float64) - target).mean()
+            assert ours_error < pillow_error * 1.25 + 0.5, (layout, ours_error, pillow_error)
+    batch = gpuvio.encode_jpeg([image.to(device), image.to(device)], quality=80)
+    assert isinstance(batch, list) and len(batch) == 2 and all(e.device.type == device for e in batch)
 
 
 def test_encode_jpeg_lists_give_lists() -> None:

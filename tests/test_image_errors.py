@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import gpuvio
-from conftest import media_path
+from conftest import DEVICES
 from gpuvio import ImageReadMode
 
 
@@ -37,47 +37,57 @@ def _u8(data: bytes) -> torch.Tensor:
     ("corrupt34_4.jpg", "Image is incomplete or truncated"),
     ("corrupt.jpg", "Unsupported marker type"),
 ])
-def test_damaged_jpegs_raise_torchvisions_errors(name: str, message: str) -> None:
-    data = gpuvio.read_file(media_path("torchvision", "images", "damaged_jpeg", name))
+@pytest.mark.parametrize("device", DEVICES)
+def test_damaged_jpegs_raise_torchvisions_errors(name: str, message: str, device: str, media) -> None:
+    path = media("torchvision", "images", "damaged_jpeg", name)
+    data = gpuvio.read_file(path)
     for decode in (gpuvio.decode_jpeg, gpuvio.decode_image):
         with pytest.raises(RuntimeError, match=message):
-            decode(data)
+            decode(data, device=device)
     with pytest.raises(gpuvio.DecodeError, match=message):
-        gpuvio.read_image(media_path("torchvision", "images", "damaged_jpeg", name), ImageReadMode.RGB)
+        gpuvio.read_image(path, ImageReadMode.RGB, device=device)
 
 
-def test_bad_huffman_jpeg_decodes() -> None:
-    path = media_path("torchvision", "images", "damaged_jpeg", "bad_huffman.jpg")
-    image = gpuvio.decode_jpeg(gpuvio.read_file(path))
-    assert image.shape == (3, 768, 1024)
+@pytest.mark.parametrize("device", DEVICES)
+def test_bad_huffman_jpeg_decodes(device: str, media) -> None:
+    # libjpeg warns about the bad Huffman code and decodes the rest, as Pillow does
+    path = media("torchvision", "images", "damaged_jpeg", "bad_huffman.jpg")
+    image = gpuvio.decode_jpeg(gpuvio.read_file(path), device=device)
+    with Image.open(path) as im:
+        assert image.shape == (3, im.height, im.width) and image.device.type == device
+        if device == "cpu":
+            assert torch.equal(image.permute(1, 2, 0), torch.from_numpy(np.array(im.convert("RGB"))))
 
 
-def test_truncated_jpeg_made_here() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_truncated_jpeg_made_here(device: str) -> None:
     data = _jpeg_bytes()
     for cut in (len(data) // 2, len(data) - 3, 200):
         with pytest.raises(RuntimeError, match="Image is incomplete or truncated"):
-            gpuvio.decode_jpeg(_u8(data[:cut]))
+            gpuvio.decode_jpeg(_u8(data[:cut]), device=device)
 
 
-def test_damaged_pngs_raise_torchvisions_errors() -> None:
-    sigsegv = gpuvio.read_file(media_path("torchvision", "images", "damaged_png", "sigsegv.png"))
-    heapbof = gpuvio.read_file(media_path("torchvision", "images", "toosmall_png", "heapbof.png"))
+@pytest.mark.parametrize("device", DEVICES)
+def test_damaged_pngs_raise_torchvisions_errors(device: str, media) -> None:
+    sigsegv = gpuvio.read_file(media("torchvision", "images", "damaged_png", "sigsegv.png"))
+    heapbof = gpuvio.read_file(media("torchvision", "images", "toosmall_png", "heapbof.png"))
     for decode in (gpuvio.decode_png, gpuvio.decode_image):
         with pytest.raises(RuntimeError, match="Out of bound read in decode_png"):
-            decode(sigsegv)
+            decode(sigsegv, device=device)
     with pytest.raises(RuntimeError, match="Content is too small for png"):
-        gpuvio.decode_png(heapbof)
+        gpuvio.decode_png(heapbof, device=device)
     with pytest.raises(RuntimeError, match="Content is too small for png"):
-        gpuvio.decode_png(torch.zeros(5, dtype=torch.uint8))
+        gpuvio.decode_png(torch.zeros(5, dtype=torch.uint8), device=device)
 
 
-def test_truncated_png_made_here() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_truncated_png_made_here(device: str) -> None:
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(buffer, "PNG")
     data = buffer.getvalue()
     for cut in (len(data) // 2, len(data) - 20):
         with pytest.raises(RuntimeError, match="Out of bound read in decode_png"):
-            gpuvio.decode_png(_u8(data[:cut]))
+            gpuvio.decode_png(_u8(data[:cut]), device=device)
 
 
 def test_corrupt_png_data_raises_instead_of_giving_damaged_pixels() -> None:
@@ -118,13 +128,13 @@ def test_decode_rejects_bad_tensors() -> None:
             decode(torch.empty((100,), dtype=torch.float16))
 
 
-def test_decode_rejects_other_formats() -> None:
+def test_decode_rejects_other_formats(media) -> None:
     with pytest.raises(RuntimeError, match="Not a JPEG file"):
         gpuvio.decode_jpeg(torch.zeros(100, dtype=torch.uint8))
     with pytest.raises(RuntimeError, match="Content is not png"):
         gpuvio.decode_png(torch.randint(3, 5, (300,), dtype=torch.uint8))
     with pytest.raises(RuntimeError, match="Not a JPEG file"):
-        gpuvio.decode_jpeg(gpuvio.read_file(media_path("torchvision", "images", "logos", "rgb_pytorch.png")))
+        gpuvio.decode_jpeg(gpuvio.read_file(media("torchvision", "images", "logos", "rgb_pytorch.png")))
     with pytest.raises(RuntimeError, match="Content is not png"):
         gpuvio.decode_png(_u8(_jpeg_bytes()))
     bmp = io.BytesIO()
@@ -210,28 +220,30 @@ def test_encode_png_compression_range() -> None:
 # --------------------------------------------------------------------------- batches
 
 
-def test_batch_decode_names_the_bad_member() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_batch_decode_names_the_bad_member(device: str) -> None:
     good = [_u8(_jpeg_bytes(s)) for s in range(3)]
     bad = torch.zeros(64, dtype=torch.uint8)
     with pytest.raises(RuntimeError, match=r"image 1 of 3: Not a JPEG file"):
-        gpuvio.decode_jpeg([good[0], bad, good[1]])
+        gpuvio.decode_jpeg([good[0], bad, good[1]], device=device)
     truncated = good[2][: good[2].numel() // 2]
     with pytest.raises(RuntimeError, match=r"image 2 of 3: Image is incomplete or truncated"):
-        gpuvio.decode_image([good[0], good[1], truncated])
+        gpuvio.decode_image([good[0], good[1], truncated], device=device)
 
 
-def test_batch_decode_skip_drops_bad_members_with_a_warning() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_batch_decode_skip_drops_bad_members_with_a_warning(device: str) -> None:
     good = [_u8(_jpeg_bytes(s)) for s in range(3)]
     bad = torch.zeros(64, dtype=torch.uint8)
-    expected = [gpuvio.decode_jpeg(g) for g in good]
+    expected = [gpuvio.decode_jpeg(g, device=device) for g in good]
     with pytest.warns(RuntimeWarning, match=r"skipped 2 of 5 .*1: .*3: "):
-        out = gpuvio.decode_image([good[0], bad, good[1], good[2][:100], good[2]], on_error="skip")
+        out = gpuvio.decode_image([good[0], bad, good[1], good[2][:100], good[2]], on_error="skip", device=device)
     assert len(out) == 3
     for got, want in zip(out, [expected[0], expected[1], expected[2]]):
-        assert torch.equal(got, want)
+        assert got.device == want.device and torch.equal(got, want)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert len(gpuvio.decode_jpeg(good, on_error="skip")) == 3
+        assert len(gpuvio.decode_jpeg(good, on_error="skip", device=device)) == 3
 
 
 def test_batch_members_that_are_not_images_are_named_or_skipped(tmp_path: Path) -> None:
