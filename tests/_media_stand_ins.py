@@ -145,21 +145,36 @@ def _encode_audio(container: Any, stream: Any, seconds: float) -> None:
         container.mux(packet)
 
 
+BT709 = {"colorspace": 1, "color_range": 1, "color_primaries": 1, "color_trc": 1}  # tagged BT.709, limited
+LIMITED = {"color_range": 1}  # only the range tagged (limited), the matrix unspecified (BT.601)
+
+
 def _video_stream(container: Any, codec: str, width: int, height: int, fps: Fraction, *, pix_fmt: str = "yuv420p",
-                  options: dict[str, str] | None = None, bit_rate: int | None = None) -> Any:
+                  options: dict[str, str] | None = None, bit_rate: int | None = None,
+                  tags: dict[str, int] | None = None) -> Any:
+    """A video stream; ``tags``: colour properties written into the stream (BT709, LIMITED)."""
     stream = container.add_stream(codec, rate=fps)
     stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
     stream.bit_rate = bit_rate or max(200_000, int(3_000_000 * width * height / (1280 * 720)))
     stream.options = dict(options or {})
+    for name, value in (tags or {}).items():
+        setattr(stream.codec_context, name, value)
     return stream
 
 
 def _encode_video(container: Any, stream: Any, count: int, *, seed: int, pts_offset: int = 0) -> None:
+    """``count`` frames of :func:`scene`, converted to YUV with the matrix and range the stream is tagged with."""
     import av
+    from av.video.reformatter import ColorRange, Colorspace
 
-    fps = float(stream.codec_context.framerate or stream.average_rate or 25)
+    context = stream.codec_context
+    matrix = Colorspace.ITU709 if context.colorspace == 1 else Colorspace.ITU601
+    value_range = ColorRange.JPEG if context.color_range == 2 else ColorRange.MPEG
+    fps = float(context.framerate or stream.average_rate or 25)
     for i, rgb in enumerate(scene(stream.width, stream.height, count, fps, seed=seed)):
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if stream.pix_fmt.startswith("yuv"):
+            frame = frame.reformat(format=stream.pix_fmt, dst_colorspace=matrix, dst_color_range=value_range)
         frame.pts = i + pts_offset
         for packet in stream.encode(frame):
             container.mux(packet)
@@ -169,13 +184,14 @@ def _encode_video(container: Any, stream: Any, count: int, *, seed: int, pts_off
 
 def write_clip(path: Path, *, codec: str, size: tuple[int, int], fps: Fraction | int, frames: int,
                fmt: str | None = None, options: dict[str, str] | None = None, pix_fmt: str = "yuv420p",
-               audio: tuple[str, int, str] | None = None, seed: int = 0, pts_offset: int = 0) -> None:
+               audio: tuple[str, int, str] | None = None, seed: int = 0, pts_offset: int = 0,
+               tags: dict[str, int] | None = None) -> None:
     """One video stream (and optionally one audio stream: ``(codec, rate, layout)``) in ``fmt``."""
     import av
 
     fps = Fraction(fps)
     with av.open(str(path), "w", format=fmt or _format_of(path)) as container:
-        video = _video_stream(container, codec, *size, fps, pix_fmt=pix_fmt, options=options)
+        video = _video_stream(container, codec, *size, fps, pix_fmt=pix_fmt, options=options, tags=tags)
         astream = None
         if audio is not None:
             astream = container.add_stream(audio[0], rate=audio[1], layout=audio[2])
@@ -379,15 +395,15 @@ Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
 @stand_in("torchcodec/nasa_13013.mp4")
 def _multi_stream(path: Path) -> None:
     """Six streams like the NASA clip: H.264 320x180 @ 25, AAC 8 kHz stereo, mov_text subtitles,
-    H.264 480x270 @ 29.97, AAC 16 kHz stereo, mov_text subtitles (in that order)."""
+    H.264 480x270 @ 29.97, AAC 16 kHz stereo, mov_text subtitles (in that order); BT.709-tagged."""
     import av
 
     seconds = 2.4
     with av.open(str(path), "w", format="mp4") as container:
-        v0 = _video_stream(container, "libx264", 320, 180, Fraction(25), options=X264_FAST)
+        v0 = _video_stream(container, "libx264", 320, 180, Fraction(25), options=X264_FAST, tags=BT709)
         a0 = container.add_stream("aac", rate=8000, layout="stereo")
         s0 = container.add_stream("mov_text")
-        v1 = _video_stream(container, "libx264", 480, 270, Fraction(30000, 1001), options=X264_FAST)
+        v1 = _video_stream(container, "libx264", 480, 270, Fraction(30000, 1001), options=X264_FAST, tags=BT709)
         a1 = container.add_stream("aac", rate=16000, layout="stereo")
         s1 = container.add_stream("mov_text")
         for audio in (a0, a1):
@@ -419,20 +435,25 @@ def _h264_no_b(path: Path) -> None:
 
 @stand_in("torchcodec/h265_video.mp4")
 def _hevc(path: Path) -> None:
-    # HEVC 128x128 at 10 fps, 10 frames with B-frames
+    # HEVC 128x128 at 10 fps, 10 frames with B-frames, limited range tagged
     write_clip(path, codec="libx265", size=(128, 128), fps=10, frames=10,
-               options={"preset": "veryfast", "x265-params": "log-level=error:bframes=3:keyint=5"}, seed=12)
+               options={"preset": "veryfast", "x265-params": "log-level=error:bframes=3:keyint=5"}, seed=12,
+               tags=LIMITED)
 
 
 @stand_in("torchcodec/av1_video.mkv")
 def _av1(path: Path) -> None:
-    write_clip(path, codec="libsvtav1", size=(320, 180), fps=25, frames=50, options={"preset": "12"}, seed=13)
+    # AV1 (decoded by libdav1d: centre chroma siting), BT.709 matrix and limited range tagged
+    write_clip(path, codec="libsvtav1", size=(320, 180), fps=25, frames=50,
+               options={"preset": "12", "svtav1-params": "log-level=1"}, seed=13,
+               tags={"colorspace": 1, "color_range": 1})
 
 
 @stand_in("torchcodec/testsrc2_vp9.webm")
 def _vp9(path: Path) -> None:
+    # VP9 (centre chroma siting), limited range tagged, 1 s at 30 fps
     write_clip(path, codec="libvpx-vp9", size=(480, 272), fps=30, frames=30,
-               options={"deadline": "realtime", "cpu-used": "8", "g": "12"}, seed=14)
+               options={"deadline": "realtime", "cpu-used": "8", "g": "12"}, seed=14, tags=LIMITED)
 
 
 @stand_in("torchcodec/testsrc2_mpeg4.avi")

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import media_path
 
 av = pytest.importorskip("av")
 
@@ -170,18 +169,19 @@ SHARED = [
 
 
 @pytest.mark.parametrize("parts", SHARED, ids=lambda p: p[-1])
-def test_policy_matches_swscale_on_shared_media(parts: tuple[str, ...]) -> None:
-    codec, frames = _decoded(media_path(*parts), 2)
+def test_policy_matches_swscale_on_shared_media(parts: tuple[str, ...], media) -> None:
+    # (without ../shared, on the stand-ins: the same codecs, tags and chroma sitings)
+    codec, frames = _decoded(media(*parts), 2)
     for frame in frames:
         diff = _diff(_policy(frame, chroma_siting(codec)), _accurate(frame))
         assert diff.max() <= 1, f"{parts[-1]}: max {diff.max()} mean {diff.mean():.4f}"
 
 
 @pytest.mark.parametrize("parts", [SHARED[0], SHARED[3]], ids=lambda p: p[-1])
-def test_wrong_siting_is_detected(parts: tuple[str, ...]) -> None:
+def test_wrong_siting_is_detected(parts: tuple[str, ...], media) -> None:
     # the siting matters on real content: the other choice is far off (so the checks above are
     # not passing for a reason that has nothing to do with the siting)
-    codec, (frame, *_) = _decoded(media_path(*parts), 1)
+    codec, (frame, *_) = _decoded(media(*parts), 1)
     wrong = "center" if chroma_siting(codec) == "left" else "left"
     assert _diff(_policy(frame, wrong), _accurate(frame)).max() > 10
 
