@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import media_path
+from conftest import DEVICES, assert_pixels
 
 av = pytest.importorskip("av")
 
@@ -53,37 +53,36 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _shared(name: str) -> Path:
-    return media_path("torchvision", "videos", name)
-
-
 DIVX = ["RATRACE_wave_f_nm_np1_fr_goo_37.avi", "SchoolRulesHowTheyHelpUs_wave_f_nm_np1_ba_med_0.avi",
         "TrumanShow_wave_f_nm_np1_fr_med_26.avi"]
 
 
-def _paths(clips: dict[str, Path], key: str) -> Path:
-    return clips[key] if key in clips else _shared(key)
+def _paths(clips: dict[str, Path], key: str, media) -> Path:
+    return clips[key] if key in clips else media("torchvision", "videos", key)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("key", ["h264_720p", "hevc", "mpeg4", "odd", *DIVX])
-def test_every_entry_point_gives_to_rgb_pixels(clips, key):
-    path = _paths(clips, key)
+def test_every_entry_point_gives_to_rgb_pixels(clips, key, device, media):
+    # (on a GPU within the GPU tolerance of those pixels, see conftest.assert_pixels)
+    path = _paths(clips, key, media)
     seconds, expected = _to_rgb_frames(path)
-    video, _, _ = gpuvio.read_video(str(path), pts_unit="sec")
-    assert torch.equal(video, expected)
-    tchw, _, _ = gpuvio.read_video(str(path), pts_unit="sec", output_format="TCHW")
-    assert torch.equal(tchw, expected.permute(0, 3, 1, 2))
-    assert torch.equal(gpuvio.decode_videos([str(path)], device="cpu")[0], expected)
+    video, _, _ = gpuvio.read_video(str(path), pts_unit="sec", device=device)
+    assert_pixels(video, expected, device, msg="read_video")
+    tchw, _, _ = gpuvio.read_video(str(path), pts_unit="sec", output_format="TCHW", device=device)
+    assert_pixels(tchw, expected.permute(0, 3, 1, 2), device, msg="read_video TCHW")
+    assert_pixels(gpuvio.decode_videos([str(path)], device=device)[0], expected, device, msg="decode_videos")
 
     seconds, expected = _to_rgb_frames(path, by_pts=False)
-    reader = gpuvio.VideoReader(str(path))
+    reader = gpuvio.VideoReader(str(path), device=device)
     decoded = list(reader)
     frames = [f["data"] for f in decoded]
     assert [f["pts"] for f in decoded] == seconds  # in order, whatever the container's labels
-    assert torch.equal(torch.stack(frames), expected.permute(0, 3, 1, 2))
+    assert_pixels(torch.stack(frames), expected.permute(0, 3, 1, 2), device, msg="VideoReader")
     picks = [len(expected) - 1, 0, len(expected) // 2, 0]
-    assert torch.equal(reader.get_frames_at(picks), expected[picks].permute(0, 3, 1, 2))
-    assert torch.equal(reader.get_frames_played_at([seconds[p] for p in picks]), expected[picks].permute(0, 3, 1, 2))
+    assert_pixels(reader.get_frames_at(picks), expected[picks].permute(0, 3, 1, 2), device, msg="get_frames_at")
+    assert_pixels(reader.get_frames_played_at([seconds[p] for p in picks]), expected[picks].permute(0, 3, 1, 2),
+                  device, msg="get_frames_played_at")
 
 
 def test_clip_dataset_gives_to_rgb_pixels(clips):
