@@ -33,7 +33,8 @@ def assert_pixels(got: torch.Tensor, want: Any, device: str, *, kind: str = "vid
     """``got``, returned on ``device``, equals the CPU reference ``want`` (a tensor or ndarray).
 
     On the CPU the pixels must be equal. On a GPU they are compared on the CPU: ``kind="video"``
-    within :data:`GPU_PIXEL_TOLERANCE` (the GPU's own YUV conversion may round differently),
+    within :data:`GPU_PIXEL_TOLERANCE` (the GPU's own YUV conversion may round differently; also
+    for AVIF/HEIC, which a GPU video decoder could decode),
     ``"jpeg"`` within :data:`GPU_JPEG_MEAN_TOLERANCE` on average (another IDCT and upsampling),
     ``"lossless"`` (PNG, GIF, WebP, ...) equal.
     """

@@ -17,6 +17,7 @@ import torch
 from PIL import Image, features
 
 import gpuvio
+from conftest import DEVICES, assert_pixels
 from gpuvio import ImageReadMode
 from gpuvio._formats import sniff_image_format
 
@@ -96,18 +97,20 @@ def test_avif_and_heic_are_told_apart_from_each_other_and_from_mp4(heif, generat
 
 
 @needs_avif
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("alpha", [False, True], ids=["rgb", "rgba"])
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
-def test_8bit_avif_equals_pillow(mode: ImageReadMode, alpha: bool):
+def test_8bit_avif_equals_pillow(mode: ImageReadMode, alpha: bool, device: str):
     picture = _picture()
     if alpha:
         picture = np.dstack([picture, np.linspace(0, 255, picture.shape[1], dtype=np.uint8)[None].repeat(48, 0)])
     data = _avif(picture)
     expected = _pillow(data, mode)
-    got = gpuvio.decode_avif(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
+    got = gpuvio.decode_avif(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode, device=device)
     assert got.dtype == torch.uint8
-    assert torch.equal(got, expected)
-    assert torch.equal(gpuvio.decode_image(data, mode=mode), expected)  # decode_image knows AVIF too
+    # (on a GPU, within the video tolerance: an AV1 decoder there would convert from YUV itself)
+    assert_pixels(got, expected, device, kind="video")
+    assert_pixels(gpuvio.decode_image(data, mode=mode, device=device), expected, device, kind="video")
 
 
 @needs_avif
@@ -163,16 +166,18 @@ def test_avif_without_pillow_support_says_so(monkeypatch):
 # --------------------------------------------------------------------------- HEIC
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
-def test_8bit_heic_equals_pillow_heif(heif, mode: ImageReadMode):
+def test_8bit_heic_equals_pillow_heif(heif, mode: ImageReadMode, device: str):
     data = _heic(heif, _picture())
     heif.register_heif_opener()
     expected = _pillow(data, mode)
-    got = gpuvio.decode_heic(data, mode=mode)
+    got = gpuvio.decode_heic(data, mode=mode, device=device)
     assert got.dtype == torch.uint8
-    assert torch.equal(got, expected)
-    assert torch.equal(gpuvio.decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode),
-                       expected)
+    # (on a GPU, within the video tolerance: an HEVC decoder there would convert from YUV itself)
+    assert_pixels(got, expected, device, kind="video")
+    assert_pixels(gpuvio.decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode,
+                                      device=device), expected, device, kind="video")
 
 
 def test_10bit_heic_keeps_its_bits_at_the_top_of_uint16(heif):

@@ -418,6 +418,23 @@ def test_raw_elementary_streams(tmp_path: Path, fmt: str, codec: str, device: st
         assert_pixels(got, tv_rgb(decoded[i]).transpose(2, 0, 1), device)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_decode_videos_equals_the_reference(generated: dict[str, Path], media, device: str) -> None:
+    # several files at once, each like read_video: H.264 with audio, MPEG-4 Part 2, HEVC, packed DivX
+    paths = [generated["h264"], generated["mpeg4"], media("torchcodec", "h265_video.mp4"),
+             media("torchvision", "videos", "TrumanShow_wave_f_nm_np1_fr_med_26.avi")]
+    for start, end, unit in [(0, None, "pts"), (0.2, 0.6, "sec")]:
+        out = gpuvio.decode_videos([str(p) for p in paths], device=device, start_pts=start, end_pts=end,
+                                   pts_unit=unit)
+        assert isinstance(out, list) and len(out) == len(paths)
+        for got, path in zip(out, paths):
+            expected, _, _ = reference_read_video(path, start, end, unit)
+            assert expected, path
+            want = np.stack([tv_rgb(f) for f in expected])
+            assert_pixels(got, want, device, msg=f"{path.name} {start}-{end} {unit}")
+    assert gpuvio.decode_videos([], device=device) == []
+
+
 # ----------------------------------------------------------------------------- timestamps
 
 
