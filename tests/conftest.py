@@ -25,6 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("GPUVIO_MEDIA", REPO.parent / "shared" / "media"))
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+# the same, where the GPU run also needs that half's backend (the device check installs the video
+# and image libraries separately, and device="cuda" without a usable GPU backend is an error)
+VIDEO_DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda("nvdec"))]
+IMAGE_DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda("nvimgcodec"))]
 GPU_PIXEL_TOLERANCE = 2  # max abs difference of GPU video frames from the CPU's (color="torchvision")
 GPU_JPEG_MEAN_TOLERANCE = 1.0  # mean abs difference of nvJPEG's pixels from libjpeg's
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES, assert_pixels
+from conftest import VIDEO_DEVICES, assert_pixels
 
 av = pytest.importorskip("av")
 
@@ -61,7 +61,7 @@ def _paths(clips: dict[str, Path], key: str, media) -> Path:
     return clips[key] if key in clips else media("torchvision", "videos", key)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 @pytest.mark.parametrize("key", ["h264_720p", "hevc", "mpeg4", "odd", *DIVX])
 def test_every_entry_point_gives_to_rgb_pixels(clips, key, device, media):
     # (on a GPU within the GPU tolerance of those pixels, see conftest.assert_pixels)

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageOps, ImageSequence
 
 import gpuvio
-from conftest import DEVICES, assert_pixels
+from conftest import IMAGE_DEVICES, assert_pixels
 from gpuvio import ImageReadMode
 
 # Pillow's advice when the reference converts a palette with transparency; gpuvio itself must not
@@ -93,7 +93,7 @@ def _is_jpeg(data: bytes) -> bool:
 # --------------------------------------------------------------------------- shared media
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
 @pytest.mark.parametrize("parts", SHARED_8BIT, ids=lambda p: p[-1])
 def test_decode_shared_images_equal_pillow(parts: tuple[str, ...], mode: ImageReadMode, device: str, media) -> None:
@@ -113,7 +113,7 @@ def test_decode_shared_images_equal_pillow(parts: tuple[str, ...], mode: ImageRe
     ("logos/palette_pytorch.png", 1), ("logos/cmyk_pytorch.jpg", 4), ("logos/gray_pytorch.jpg", 1),
     ("logos/gray_pytorch.png", 1), ("logos/grayalpha_pytorch.png", 2), ("logos/rgbalpha_pytorch.png", 4),
     ("logos/rgb_pytorch.jpg", 3)])
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 def test_unchanged_keeps_the_files_channels(name: str, channels: int, device: str, media) -> None:
     path = media("torchvision", "images", *name.split("/"))
     image = gpuvio.read_image(path, device=device)
@@ -132,7 +132,7 @@ def test_palette_with_transparency_decodes_without_warnings(media) -> None:
             gpuvio.decode_png(data, mode=mode)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 def test_interlaced_png_equals_its_plain_twin(media, device: str) -> None:
     plain_path = media("torchvision", "images", "interlaced_png", "wizard_low.png")
     plain = gpuvio.read_image(plain_path, device=device)
@@ -142,7 +142,7 @@ def test_interlaced_png_equals_its_plain_twin(media, device: str) -> None:
     assert_same(plain, pillow_reference(plain_path.read_bytes(), ImageReadMode.UNCHANGED), device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 def test_path_types_and_sources_agree(tmp_path: Path, media, device: str) -> None:
     path = media("torchvision", "images", "grace_hopper_517x606.jpg")
     reference = gpuvio.read_image(str(path), device=device)
@@ -209,7 +209,7 @@ def _generated_images() -> dict[str, bytes]:
 GENERATED = _generated_images()
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
 @pytest.mark.parametrize("name", sorted(GENERATED))
 def test_decode_generated_images_equal_pillow(name: str, mode: ImageReadMode, device: str) -> None:
@@ -286,7 +286,7 @@ def _gif_frames(count: int, transparency: bool = False) -> bytes:
     return _encode(frames[0], "GIF", **options)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 @pytest.mark.parametrize("count,transparency", [(1, False), (1, True), (4, False), (3, True)])
 def test_gif_equals_pillow_rgb_frames(count: int, transparency: bool, device: str) -> None:
     data = _gif_frames(count, transparency)
@@ -338,7 +338,7 @@ def _pillow_luma16(rgb: np.ndarray) -> np.ndarray:
     return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint16)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 @pytest.mark.parametrize("interlaced", [False, True])
 @pytest.mark.parametrize("colour_type", sorted(_COLOUR_TYPES))
 def test_16bit_png_exact_values(colour_type: int, interlaced: bool, device: str) -> None:
@@ -401,7 +401,7 @@ def test_16bit_png_with_a_malformed_raw_exif_profile_decodes() -> None:
     assert_same(gpuvio.decode_png(data), hwc_to_chw(pixels))
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 @pytest.mark.parametrize("parts", [
     ("torchvision", "images", "logos", "rgb_pytorch16.png"),
     ("torchvision", "images", "logos", "rgbalpha_pytorch16.png"),
@@ -429,7 +429,7 @@ def _oriented(codec: str, orientation: int, array: np.ndarray) -> bytes:
     return _encode(image, codec, exif=exif.tobytes(), **({"quality": 90} if codec == "JPEG" else {}))
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 @pytest.mark.parametrize("codec", ["JPEG", "PNG", "WEBP"])
 @pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8, 0, 9])
 def test_exif_orientation_equals_exif_transpose(codec: str, orientation: int, device: str) -> None:
@@ -447,7 +447,7 @@ def test_exif_orientation_equals_exif_transpose(codec: str, orientation: int, de
     assert_same(gpuvio.decode_image(data, device=device), stored, device, jpeg=jpeg)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_exif_orientation_of_a_16bit_png(orientation: int, device: str) -> None:
     pixels = np.random.default_rng(0).integers(0, 65536, (9, 14, 3), dtype=np.uint16)
@@ -467,7 +467,7 @@ def test_exif_orientation_of_a_16bit_png(orientation: int, device: str) -> None:
     assert_same(gpuvio.decode_image(data, apply_exif_orientation=True, device=device), expected, device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 @pytest.mark.parametrize("size", [65533, 1, 7, 10, 23, 33])
 def test_invalid_exif_is_ignored(size: int, device: str) -> None:
     image = Image.fromarray(_noise(32, 33, 3))

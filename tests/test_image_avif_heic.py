@@ -17,7 +17,7 @@ import torch
 from PIL import Image, features
 
 import gpuvio
-from conftest import DEVICES, assert_pixels
+from conftest import IMAGE_DEVICES, assert_pixels
 from gpuvio import ImageReadMode
 from gpuvio._formats import sniff_image_format
 
@@ -97,7 +97,7 @@ def test_avif_and_heic_are_told_apart_from_each_other_and_from_mp4(heif, generat
 
 
 @needs_avif
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 @pytest.mark.parametrize("alpha", [False, True], ids=["rgb", "rgba"])
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
 def test_8bit_avif_equals_pillow(mode: ImageReadMode, alpha: bool, device: str):
@@ -166,7 +166,7 @@ def test_avif_without_pillow_support_says_so(monkeypatch):
 # --------------------------------------------------------------------------- HEIC
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
 def test_8bit_heic_equals_pillow_heif(heif, mode: ImageReadMode, device: str):
     data = _heic(heif, _picture())

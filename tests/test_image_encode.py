@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import gpuvio
-from conftest import DEVICES
+from conftest import IMAGE_DEVICES
 
 
 def _image(channels: int, height: int = 37, width: int = 53, seed: int = 0) -> torch.Tensor:
@@ -75,7 +75,7 @@ def test_encode_jpeg_of_a_decoded_image_view(media) -> None:
     assert bytes(gpuvio.encode_jpeg(decoded, quality=80).numpy()) == pillow_jpeg(decoded.contiguous(), 80)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_encode_jpeg_on_each_device(channels: int, device: str) -> None:
     # a tensor on the GPU is encoded there: Pillow's bytes on the CPU; on the GPU another encoder's

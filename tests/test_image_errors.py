@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import gpuvio
-from conftest import DEVICES
+from conftest import IMAGE_DEVICES
 from gpuvio import ImageReadMode
 
 
@@ -37,7 +37,7 @@ def _u8(data: bytes) -> torch.Tensor:
     ("corrupt34_4.jpg", "Image is incomplete or truncated"),
     ("corrupt.jpg", "Unsupported marker type"),
 ])
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 def test_damaged_jpegs_raise_torchvisions_errors(name: str, message: str, device: str, media) -> None:
     path = media("torchvision", "images", "damaged_jpeg", name)
     data = gpuvio.read_file(path)
@@ -48,7 +48,7 @@ def test_damaged_jpegs_raise_torchvisions_errors(name: str, message: str, device
         gpuvio.read_image(path, ImageReadMode.RGB, device=device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 def test_bad_huffman_jpeg_decodes(device: str, media) -> None:
     # libjpeg warns about the bad Huffman code and decodes the rest, as Pillow does
     path = media("torchvision", "images", "damaged_jpeg", "bad_huffman.jpg")
@@ -59,7 +59,7 @@ def test_bad_huffman_jpeg_decodes(device: str, media) -> None:
             assert torch.equal(image.permute(1, 2, 0), torch.from_numpy(np.array(im.convert("RGB"))))
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 def test_truncated_jpeg_made_here(device: str) -> None:
     data = _jpeg_bytes()
     for cut in (len(data) // 2, len(data) - 3, 200):
@@ -67,7 +67,7 @@ def test_truncated_jpeg_made_here(device: str) -> None:
             gpuvio.decode_jpeg(_u8(data[:cut]), device=device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 def test_damaged_pngs_raise_torchvisions_errors(device: str, media) -> None:
     sigsegv = gpuvio.read_file(media("torchvision", "images", "damaged_png", "sigsegv.png"))
     heapbof = gpuvio.read_file(media("torchvision", "images", "toosmall_png", "heapbof.png"))
@@ -80,7 +80,7 @@ def test_damaged_pngs_raise_torchvisions_errors(device: str, media) -> None:
         gpuvio.decode_png(torch.zeros(5, dtype=torch.uint8), device=device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 def test_truncated_png_made_here(device: str) -> None:
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(buffer, "PNG")
@@ -220,7 +220,7 @@ def test_encode_png_compression_range() -> None:
 # --------------------------------------------------------------------------- batches
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 def test_batch_decode_names_the_bad_member(device: str) -> None:
     good = [_u8(_jpeg_bytes(s)) for s in range(3)]
     bad = torch.zeros(64, dtype=torch.uint8)
@@ -231,7 +231,7 @@ def test_batch_decode_names_the_bad_member(device: str) -> None:
         gpuvio.decode_image([good[0], good[1], truncated], device=device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", IMAGE_DEVICES)
 def test_batch_decode_skip_drops_bad_members_with_a_warning(device: str) -> None:
     good = [_u8(_jpeg_bytes(s)) for s in range(3)]
     bad = torch.zeros(64, dtype=torch.uint8)

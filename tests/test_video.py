@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES, assert_pixels, torchvision_info, write_resolution_switch
+from conftest import VIDEO_DEVICES, assert_pixels, torchvision_info, write_resolution_switch
 
 av = pytest.importorskip("av")
 
@@ -208,7 +208,7 @@ def _id(parts: tuple[str, ...]) -> str:
     return parts[-1].split("_wave")[0][:24]
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 @pytest.mark.parametrize("parts", SHARED, ids=_id)
 def test_read_video_whole_file(parts: tuple[str, ...], device: str, media) -> None:
     path = media(*parts)
@@ -217,7 +217,7 @@ def test_read_video_whole_file(parts: tuple[str, ...], device: str, media) -> No
 
 
 @pytest.mark.filterwarnings("ignore:decoding stopped early:RuntimeWarning")  # sine_stereo_mp2.mpg
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 @pytest.mark.parametrize("parts", SHARED, ids=_id)
 def test_read_video_ranges(parts: tuple[str, ...], device: str, media) -> None:
     path = media(*parts)
@@ -245,7 +245,7 @@ def test_read_video_ranges(parts: tuple[str, ...], device: str, media) -> None:
                                    ("torchcodec", "discard_first_keyframe.mp4"), ("torchcodec", "sine_stereo_mp2.mpg")],
                          ids=_id)
 @pytest.mark.filterwarnings("ignore:decoding stopped early:RuntimeWarning")
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_read_video_edge_ranges(parts: tuple[str, ...], device: str, media) -> None:
     path = media(*parts)
     pts, time_base = decoded_pts(path)
@@ -263,7 +263,7 @@ def test_read_video_edge_ranges(parts: tuple[str, ...], device: str, media) -> N
         check_against_reference(path, start, end, unit, device=device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_read_video_generated_clip_with_audio(generated: dict[str, Path], device: str) -> None:
     path = generated["h264"]
     for start, end, unit in [(0, None, "pts"), (0.3, 0.9, "sec"), (Fraction(1, 3), Fraction(2, 3), "sec"),
@@ -276,7 +276,7 @@ def test_read_video_generated_clip_with_audio(generated: dict[str, Path], device
     assert float(aframes.abs().max()) <= 1.0
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_info_without_audio(generated: dict[str, Path], device: str) -> None:
     video, aframes, info = gpuvio.read_video(str(generated["h264_noaudio"]), pts_unit="sec", device=device)
     info = torchvision_info(info, device)
@@ -285,7 +285,7 @@ def test_info_without_audio(generated: dict[str, Path], device: str) -> None:
     assert video.shape[1:] == (96, 160, 3)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_output_format_tchw(generated: dict[str, Path], device: str) -> None:
     thwc, _, _ = gpuvio.read_video(str(generated["h264"]), 0.5, 1.0, pts_unit="sec", device=device)
     tchw, _, _ = gpuvio.read_video(str(generated["h264"]), 0.5, 1.0, pts_unit="sec", output_format="TCHW",
@@ -310,7 +310,7 @@ def test_planar_layout_is_written_directly(generated: dict[str, Path]) -> None:
     assert empty_video("CHW").shape == (0, 3, 1, 1)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_bytes_and_tensor_sources(generated: dict[str, Path], device: str) -> None:
     path = generated["h264"]
     expected = gpuvio.read_video(str(path), 0.2, 0.6, pts_unit="sec", device=device)
@@ -321,7 +321,7 @@ def test_bytes_and_tensor_sources(generated: dict[str, Path], device: str) -> No
         assert torchvision_info(info, device) == torchvision_info(expected[2], device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_unreadable_file_gives_empty_tensors_and_a_warning(tmp_path: Path, device: str) -> None:
     bad = tmp_path / "garbage.mp4"
     bad.write_bytes(os.urandom(4096))
@@ -334,7 +334,7 @@ def test_unreadable_file_gives_empty_tensors_and_a_warning(tmp_path: Path, devic
         assert gpuvio.read_video_timestamps(str(bad)) == ([], None)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_truncated_file_keeps_what_decodes(generated: dict[str, Path], tmp_path: Path, device: str) -> None:
     data = generated["h264_noaudio"].read_bytes()
     cut = tmp_path / "cut.mp4"
@@ -347,7 +347,7 @@ def test_truncated_file_keeps_what_decodes(generated: dict[str, Path], tmp_path:
     assert video.shape[0] == 0 or (video.shape[0] <= full.shape[0] and video.shape[1:] == full.shape[1:])
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_bad_arguments(generated: dict[str, Path], tmp_path: Path, device: str) -> None:
     path = str(generated["h264"])
     with pytest.raises(FileNotFoundError):
@@ -364,7 +364,7 @@ def test_bad_arguments(generated: dict[str, Path], tmp_path: Path, device: str) 
         gpuvio.read_video(path, start_pts="1", device=device)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_resolution_change_is_scaled_to_the_first_size(tmp_path: Path, device: str) -> None:
     # two H.264 sequences of different sizes in one MPEG-TS stream (the SPS changes mid-stream)
     path = write_resolution_switch(tmp_path / "switch.ts", frames=5, pts_gap=5,
@@ -380,7 +380,7 @@ def test_resolution_change_is_scaled_to_the_first_size(tmp_path: Path, device: s
         assert_pixels(got, scaled, device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 @pytest.mark.parametrize("fmt, codec", [("h264", "libx264"), ("hevc", "libx265"), ("m4v", "mpeg4")])
 def test_raw_elementary_streams(tmp_path: Path, fmt: str, codec: str, device: str) -> None:
     # no container: no timestamps and no seeking. torchvision returned nothing (its seek
@@ -418,7 +418,7 @@ def test_raw_elementary_streams(tmp_path: Path, fmt: str, codec: str, device: st
         assert_pixels(got, tv_rgb(decoded[i]).transpose(2, 0, 1), device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_decode_videos_equals_the_reference(generated: dict[str, Path], media, device: str) -> None:
     # several files at once, each like read_video: H.264 with audio, MPEG-4 Part 2, HEVC, packed DivX
     paths = [generated["h264"], generated["mpeg4"], media("torchcodec", "h265_video.mp4"),

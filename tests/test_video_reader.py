@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES, assert_pixels, media_path, write_resolution_switch
+from conftest import VIDEO_DEVICES, assert_pixels, media_path, write_resolution_switch
 
 av = pytest.importorskip("av")
 
@@ -87,7 +87,7 @@ def _id(parts: tuple[str, ...]) -> str:
     return parts[-1][:20]
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 @pytest.mark.parametrize("parts", SEEK_FILES, ids=_id)
 def test_iteration_gives_every_frame(parts: tuple[str, ...], generated: dict[str, Path], media, device: str) -> None:
     path = _path(parts, generated, media)
@@ -104,7 +104,7 @@ def test_iteration_gives_every_frame(parts: tuple[str, ...], generated: dict[str
         next(reader)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 @pytest.mark.parametrize("parts", SEEK_FILES, ids=_id)
 def test_seek_is_precise(parts: tuple[str, ...], generated: dict[str, Path], media, device: str) -> None:
     path = _path(parts, generated, media)
@@ -154,7 +154,7 @@ def test_seek_lands_on_keyframes_after_open_gop_b_frames(tmp_path: Path) -> None
     assert not wrong, f"seek(t) -> pts: {wrong}"
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_seek_is_fluent_and_restarts(generated: dict[str, Path], device: str) -> None:
     path = generated["h264"]
     truth = Decoded(path)
@@ -179,7 +179,7 @@ def test_seek_is_fluent_and_restarts(generated: dict[str, Path], device: str) ->
         reader.seek("1")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_seek_keyframes_only(generated: dict[str, Path], device: str) -> None:
     path = generated["h264"]
     truth = Decoded(path)
@@ -191,7 +191,7 @@ def test_seek_keyframes_only(generated: dict[str, Path], device: str) -> None:
         assert frame["pts"] == expected
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_non_zero_start_file(media, device: str) -> None:
     # (the stand-in's ground truth is written from a PyAV decode, in ffprobe's format)
     path = media("torchcodec", "test_non_zero_start.mp4")
@@ -221,7 +221,7 @@ def test_audio_stream(generated: dict[str, Path]) -> None:
     assert len(reader) == len(truth.frames)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_streams_of_a_multi_stream_file(media, device: str) -> None:
     # two video streams (320x180, then 480x270), two audio streams, two subtitle streams
     path = media("torchcodec", "nasa_13013.mp4")
@@ -271,7 +271,7 @@ def test_metadata(media) -> None:
 @pytest.mark.parametrize("parts", [("generated", "h264"), ("torchcodec", "h265_video.mp4"),
                                    ("torchvision", "videos", "TrumanShow_wave_f_nm_np1_fr_med_26.avi"),
                                    ("torchcodec", "discard_first_keyframe.mp4")], ids=_id)
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_get_frames_at(parts: tuple[str, ...], generated: dict[str, Path], media, device: str) -> None:
     path = _path(parts, generated, media)
     truth = Decoded(path)
@@ -300,7 +300,7 @@ def test_get_frames_at(parts: tuple[str, ...], generated: dict[str, Path], media
 @pytest.mark.parametrize("parts", [("generated", "h264"), ("torchcodec", "h265_video.mp4"),
                                    ("torchvision", "videos", "hmdb51_Turnk_r_Pippi_Michel_cartwheel_f_cm_np2_le_med_6.avi")],
                          ids=_id)
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_get_frames_at_across_calls(parts: tuple[str, ...], generated: dict[str, Path], media, device: str) -> None:
     # consecutive calls continue from where the last stopped, or go back: same frames either way
     path = _path(parts, generated, media)
@@ -313,7 +313,7 @@ def test_get_frames_at_across_calls(parts: tuple[str, ...], generated: dict[str,
         assert torch.equal(reader.get_frames_at(positions), sequential[positions]), positions
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_random_access_leaves_the_sequential_position(generated: dict[str, Path], device: str) -> None:
     path = generated["h264"]
     truth = Decoded(path)
@@ -324,7 +324,7 @@ def test_random_access_leaves_the_sequential_position(generated: dict[str, Path]
     assert next(reader)["pts"] == truth.seconds[truth.first_at_or_after(1.0) + 1]
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_get_frames_played_at(generated: dict[str, Path], device: str) -> None:
     path = generated["h264"]
     truth = Decoded(path)
@@ -361,7 +361,7 @@ def test_torchcodec_reference_frames() -> None:
     assert abs(frame["pts"] - 6.006) < 1e-9 and torch.equal(frame["data"], candidates[3])
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_sources(generated: dict[str, Path], tmp_path: Path, device: str) -> None:
     path = generated["h264"]
     expected = [f["pts"] for f in gpuvio.VideoReader(str(path))]
@@ -393,7 +393,7 @@ def test_num_threads_gives_the_same_frames(generated: dict[str, Path]) -> None:
     assert torch.equal(plain, threaded)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", VIDEO_DEVICES)
 def test_resolution_change_in_the_reader(tmp_path: Path, device: str) -> None:
     # frames keep their own size when read one by one; a batch is given the declared size
     path = write_resolution_switch(tmp_path / "switch.ts", frames=4, pts_gap=20, shade=lambda _, i: 50 + 40 * i)
