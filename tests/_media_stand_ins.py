@@ -398,7 +398,7 @@ def _multi_stream(path: Path) -> None:
     H.264 480x270 @ 29.97, AAC 16 kHz stereo, mov_text subtitles (in that order); BT.709-tagged."""
     import av
 
-    seconds = 2.4
+    seconds = 3.6  # AAC at 8 kHz: 28 audio frames, enough for ranges in the middle of the stream
     with av.open(str(path), "w", format="mp4") as container:
         v0 = _video_stream(container, "libx264", 320, 180, Fraction(25), options=X264_FAST, tags=BT709)
         a0 = container.add_stream("aac", rate=8000, layout="stereo")
