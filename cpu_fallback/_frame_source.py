@@ -19,6 +19,7 @@ import torch
 from gpuvio._media import PyAVPackets
 from gpuvio._protocols import Layout, Purpose
 from gpuvio._types import ColorPolicy
+from gpuvio.transforms import Geometry
 
 from ._frames import FrameStack, RgbConverter, conversion_pool, conversion_workers, converter_for
 
@@ -42,11 +43,15 @@ class Conversions:
     """
 
     def __init__(self, converter: RgbConverter, layout: Layout, capacity: int,
-                 size: tuple[int, int] | None = None) -> None:
+                 size: tuple[int, int] | None = None, geometry: Geometry | None = None) -> None:
         self._converter = converter
         self._layout = layout
         self._capacity = capacity
-        self._size = size  # (height, width) of the output; default: the first frame's
+        if geometry is not None and geometry.identity:
+            size, geometry = geometry.input_size, None
+        self._geometry = geometry
+        # (height, width) of the output; default: the first frame's
+        self._size = geometry.output_size if geometry is not None else size
         self._pool = conversion_pool()
         self._workers = conversion_workers()
         self._pending: deque[list[Any]] = deque()  # [slot, frame], not handed out yet
@@ -83,12 +88,13 @@ class Conversions:
         assert stack is not None
         while self._pending and len(self._running) < 3 * self._workers:
             slot, frame = self._pending.popleft()
-            future = self._pool.submit(self._converter.convert_into, frame, stack.slot(slot), self._layout)
+            future = self._pool.submit(self._converter.convert_into, frame, stack.slot(slot), self._layout,
+                                      self._geometry)
             self._running.append(future)
             self._writes[slot] = future
         while self._pending:
             slot, frame = self._pending.popleft()
-            self._converter.convert_into(frame, stack.slot(slot), self._layout)
+            self._converter.convert_into(frame, stack.slot(slot), self._layout, self._geometry)
 
     def finish(self) -> None:
         if self.stack is not None:
@@ -124,9 +130,10 @@ class _Pending:
 
     __slots__ = ("_future", "_out")
 
-    def __init__(self, converter: RgbConverter, frame: Any) -> None:
-        self._out = np.empty((3, frame.height, frame.width), dtype=np.uint8)
-        self._future = conversion_pool().submit(converter.convert_into, frame, self._out, "CHW")
+    def __init__(self, converter: RgbConverter, frame: Any, geometry: Geometry | None = None) -> None:
+        height, width = (frame.height, frame.width) if geometry is None else geometry.output_size
+        self._out = np.empty((3, height, width), dtype=np.uint8)
+        self._future = conversion_pool().submit(converter.convert_into, frame, self._out, "CHW", geometry)
 
     def result(self) -> torch.Tensor:
         self._future.result()
@@ -149,8 +156,9 @@ class PyAVFrameSource(PyAVPackets):
             super().__init__(thread_type="SLICE")
         self._converter = converter_for(stream.codec_context.name, color)
 
-    def sink(self, *, capacity: int, layout: Layout, size: tuple[int, int] | None = None) -> Conversions:
-        return Conversions(self._converter, layout, capacity, size)
+    def sink(self, *, capacity: int, layout: Layout, size: tuple[int, int] | None = None,
+             geometry: Geometry | None = None) -> Conversions:
+        return Conversions(self._converter, layout, capacity, size, geometry)
 
-    def convert(self, frame: Any) -> _Pending:
-        return _Pending(self._converter, frame)
+    def convert(self, frame: Any, geometry: Geometry | None = None) -> _Pending:
+        return _Pending(self._converter, frame, geometry)

@@ -32,6 +32,7 @@ from gpuvio._errors import DecodeError, ResourceLimitError
 from gpuvio._media import initial_capacity
 from gpuvio._protocols import Layout
 from gpuvio._types import ColorPolicy
+from gpuvio.transforms import Geometry
 
 __all__ = [
     "FrameStack",
@@ -162,9 +163,16 @@ class RgbConverter:
             reformatter = self._local.reformatter = VideoReformatter()
         return reformatter
 
-    def convert_into(self, frame: Any, out: np.ndarray, layout: Layout = "HWC") -> None:
+    def convert_into(self, frame: Any, out: np.ndarray, layout: Layout = "HWC",
+                     geometry: Geometry | None = None) -> None:
         """Write the RGB of ``frame`` into ``out``: ``ndarray[H, W, 3]`` (``"HWC"``) or
-        ``ndarray[3, H, W]`` (``"CHW"``), uint8. H and W are the output size."""
+        ``ndarray[3, H, W]`` (``"CHW"``), uint8. H and W are the output size.
+
+        With a ``geometry`` (decode-time transforms, :mod:`gpuvio.transforms`), ``out`` has its
+        output size and gets the transformed frame."""
+        if geometry is not None and not geometry.identity:
+            self._convert_transformed(frame, out, layout, geometry)
+            return
         height, width = (out.shape[1], out.shape[2]) if layout == "CHW" else (out.shape[0], out.shape[1])
         name = frame.format.name
         same_size = frame.width == width and frame.height == height
@@ -192,6 +200,22 @@ class RgbConverter:
             out[0], out[1], out[2] = r, g, b
         else:
             out[:, :, 0], out[:, :, 1], out[:, :, 2] = r, g, b
+
+    def _convert_transformed(self, frame: Any, out: np.ndarray, layout: Layout, geometry: Geometry) -> None:
+        # The exact conversion at full size into a per-thread buffer (reused, so no fresh pages
+        # to fault in per frame), then torchvision's own resize from its channels-last view,
+        # which torch's native uint8 kernel takes fastest. swscale scaling straight from YUV
+        # would skip a pass but is 1-3 levels off torchvision's pixels on average (its filters
+        # and chroma differ), far outside the 0.5 that decode-time transforms promise.
+        height, width = geometry.input_size
+        buffers = self._local.__dict__.setdefault("buffers", {})
+        scratch = buffers.get((height, width))
+        if scratch is None:
+            buffers.clear()
+            scratch = buffers[(height, width)] = np.empty((height, width, 3), dtype=np.uint8)
+        self.convert_into(frame, scratch, "HWC")
+        result = geometry.apply(torch.from_numpy(scratch).permute(2, 0, 1))
+        torch.from_numpy(out).copy_(result if layout == "CHW" else result.permute(1, 2, 0))
 
     def _convert_like_to_rgb(self, frame: Any, out: np.ndarray, layout: Layout,
                              size: tuple[int, int] | None) -> None:

@@ -16,6 +16,7 @@ from ._errors import InvalidArgumentError, InvalidInputTypeError
 from ._source import resolve_source
 from ._types import ColorPolicy, DeviceLike, PtsUnit, Source, check_color
 from ._video import _check_pts_unit, _check_time
+from .transforms import Transform, TransformsLike, as_transforms, per_item
 
 __all__ = ["decode_videos"]
 
@@ -23,7 +24,7 @@ __all__ = ["decode_videos"]
 def decode_videos(sources: Sequence[Source], *, device: DeviceLike = "auto", start_pts: int | float | Fraction = 0,
                   end_pts: int | float | Fraction | None = None, pts_unit: PtsUnit = "pts",
                   max_workers: int | None = None, backend: str | None = None,
-                  color: ColorPolicy = "torchvision") -> list[torch.Tensor]:
+                  color: ColorPolicy = "torchvision", transforms: TransformsLike = None) -> list[torch.Tensor]:
     """Decode the video frames of several files concurrently.
 
     Each result is what :func:`gpuvio.read_video` returns as ``vframes`` for the same arguments
@@ -45,6 +46,8 @@ def decode_videos(sources: Sequence[Source], *, device: DeviceLike = "auto", sta
             (at most one per file) on the CPU.
         backend: force a backend by name.
         color: ``"torchvision"`` (default) or ``"accurate"``, as for :func:`gpuvio.read_video`.
+        transforms: decode-time :mod:`gpuvio.transforms`, as for :func:`gpuvio.read_video`: one
+            random window per file, drawn up front (reproducible whatever the decoding order).
 
     Returns:
         A list with one ``Tensor[T, H, W, 3]`` uint8 per source, in order, on ``device``.
@@ -64,24 +67,27 @@ def decode_videos(sources: Sequence[Source], *, device: DeviceLike = "auto", sta
                                     or max_workers < 1):
         raise InvalidArgumentError(f"max_workers must be a positive int or None; got {max_workers!r}")
     check_color(color)
+    steps = as_transforms(transforms)
     resolved = [resolve_source(s, what=f"sources[{i}]") for i, s in enumerate(sources)]
     chosen, target = select_backend("read_video", device, backend)
-    return _read_concurrently(chosen, resolved, start_pts, end, pts_unit, target, max_workers, color)
+    return _read_concurrently(chosen, resolved, start_pts, end, pts_unit, target, max_workers, color, steps)
 
 
 def _read_concurrently(decoder: VideoDecoder, sources: list[Any], start_pts: Any, end_pts: Any, pts_unit: str,
-                       device: torch.device, max_workers: int | None, color: ColorPolicy) -> list[torch.Tensor]:
+                       device: torch.device, max_workers: int | None, color: ColorPolicy,
+                       transforms: tuple[Transform, ...]) -> list[torch.Tensor]:
     if not sources:
         return []
     # results are used on the caller's CUDA stream, whichever worker thread decoded them
     consumer = torch.cuda.current_stream(device) if device.type == "cuda" else None
 
-    def one(source: Any) -> torch.Tensor:
+    def one(source: Any, steps: tuple[Transform, ...]) -> torch.Tensor:
         return _media.read_video(source, start_pts=start_pts, end_pts=end_pts, pts_unit=pts_unit, decoder=decoder,
-                                 device=device, color=color, audio=False, consumer=consumer)[0]
+                                 device=device, color=color, audio=False, consumer=consumer, transforms=steps)[0]
 
+    each = per_item(transforms, len(sources))
     workers = max_workers or min(len(sources), decoder.concurrency(device))
     if workers <= 1:
-        return [one(s) for s in sources]
+        return [one(s, t) for s, t in zip(sources, each)]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuvio-decode") as pool:
-        return list(pool.map(one, sources))
+        return list(pool.map(one, sources, each))

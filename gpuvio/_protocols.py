@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
     from ._errors import GpuvioError
+    from .transforms import Geometry
     from ._types import ColorPolicy, ImageReadMode
 
 __all__ = [
@@ -128,13 +129,17 @@ class FrameSource(Protocol):
         """A copy of ``frame`` that later decoder calls leave alone (or ``frame`` itself)."""
         ...
 
-    def sink(self, *, capacity: int, layout: Layout, size: tuple[int, int] | None = None) -> FrameSink:
+    def sink(self, *, capacity: int, layout: Layout, size: tuple[int, int] | None = None,
+             geometry: Geometry | None = None) -> FrameSink:
         """Slots for about ``capacity`` frames of ``size`` ``(height, width)`` (default: the
-        first frame's; frames of another size are scaled to it)."""
+        first frame's; frames of another size are scaled to it). With a ``geometry``
+        (decode-time transforms), frames are scaled to its ``input_size`` and transformed:
+        the slots have its ``output_size``."""
         ...
 
-    def convert(self, frame: Frame) -> PendingFrame:
-        """Start converting one frame for sequential reading (``Tensor[3, H, W]`` at its own size)."""
+    def convert(self, frame: Frame, geometry: Geometry | None = None) -> PendingFrame:
+        """Start converting one frame for sequential reading (``Tensor[3, H, W]`` at its own
+        size, or transformed by ``geometry``)."""
         ...
 
     def close(self) -> None: ...

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._protocols import Frame, FrameSource, Layout, SourceUnsupported, VideoDecoder
+from .._protocols import Frame, FrameSink, FrameSource, Layout, SourceUnsupported, VideoDecoder
 from .._types import ColorPolicy
+from ..transforms import Geometry, Transform, plan
 from ._container import (
     PtsFiller,
     audio_to_float,
@@ -45,7 +46,7 @@ from ._decoding import PyAVPackets, decoded_frames
 from ._seeking import MAX_BUFFER, close_frames, preroll, rewind, seek_offset, seek_to_range
 from ._sources import cpu_decoder, fall_back, place, video_source
 
-__all__ = ["Selection", "read_video", "read_video_timestamps"]
+__all__ = ["Selection", "frame_geometry", "read_video", "read_video_timestamps"]
 
 _log = logging.getLogger("gpuvio")
 
@@ -143,18 +144,26 @@ def _decode_range(container: Any, stream: Any, selection: Selection, source: Any
 
 
 def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout: Layout, source: FrameSource,
-                       reopen: Callable[[], Any] | None, *, fresh: bool) -> torch.Tensor:
+                       reopen: Callable[[], Any] | None, *, fresh: bool,
+                       transforms: tuple[Transform, ...] = ()) -> torch.Tensor:
     """The selected frames of ``stream``: ``Tensor[T, H, W, 3]`` (or ``[T, 3, H, W]``) uint8 on
-    the source's device, converted as they come."""
+    the source's device, converted (and transformed) as they come."""
     reserve_front = start > 0  # slot 0 waits for the frame before start, if it turns out needed
-    sink = source.sink(capacity=capacity_hint(stream, start, end) + int(reserve_front), layout=layout)
+    capacity = capacity_hint(stream, start, end) + int(reserve_front)
+    sinks: list[FrameSink] = []
     slots: dict[int, int] = {}
+
+    def sink_for(frame: Any) -> FrameSink:
+        if not sinks:  # made at the first frame kept: random windows are drawn once per read
+            sinks.append(source.sink(capacity=capacity, layout=layout,
+                                     geometry=frame_geometry(transforms, stream, frame)))
+        return sinks[0]
 
     def keep(pts: int, frame: Any) -> None:
         slot = slots.get(pts)
         if slot is None:
             slot = slots[pts] = len(slots) + int(reserve_front)
-        sink.put(slot, frame)
+        sink_for(frame).put(slot, frame)
 
     selection = Selection(start, end, should_buffer(stream), keep, source.retain)
     try:
@@ -163,14 +172,29 @@ def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout
         if selection.needs_before():
             pts, frame = selection.before  # type: ignore[misc]
             slots[pts] = 0
-            sink.put(0, frame)
-        sink.finish()
+            sink_for(frame).put(0, frame)
+        for sink in sinks:
+            sink.finish()
     except BaseException:
-        sink.abort()
+        for sink in sinks:
+            sink.abort()
         raise
     if not slots:
         return empty_video(layout)
-    return sink.result([slots[p] for p in sorted(slots)])
+    return sinks[0].result([slots[p] for p in sorted(slots)])
+
+
+def frame_geometry(transforms: tuple[Transform, ...], stream: Any, frame: Any) -> Geometry | None:
+    """``transforms`` resolved for a stream's frames (random windows drawn now), or None for none.
+
+    Frames are transformed from the stream's declared size (frames of another size are scaled
+    to it first), or from the first frame's when the stream declares none."""
+    if not transforms:
+        return None
+    context = stream.codec_context
+    height, width = (context.height, context.width) if context.height and context.width else \
+        (frame.height, frame.width)
+    return plan(transforms, height, width)
 
 
 def read_audio_stream(container: Any, stream: Any, start: Any, end: Any,
@@ -212,8 +236,12 @@ def _units(stream: Any, start_pts: Any, end_pts: Any, pts_unit: str) -> tuple[An
 
 def read_video(source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str, decoder: VideoDecoder,
                device: torch.device, layout: Layout = "HWC", color: ColorPolicy = "torchvision",
-               audio: bool = True, consumer: Any = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+               audio: bool = True, consumer: Any = None, transforms: tuple[Transform, ...] = ()
+               ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """See :func:`gpuvio.read_video`; ``end_pts`` is ``inf`` for 'to the end'.
+
+    ``transforms`` (checked, see :func:`gpuvio.transforms.as_transforms`) are applied to every
+    frame while it is converted, with one random window for the whole read.
 
     ``decoder`` decodes the video stream (the CPU backend when it cannot); ``layout="CHW"``
     gives a contiguous ``Tensor[T, 3, H, W]``. Without ``audio`` the audio tensor is empty.
@@ -249,14 +277,15 @@ def read_video(source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str, deco
             frames, fallback = video_source(decoder, vstream, source=source, operation="read_video",
                                             device=device, color=color, purpose="range", consumer=consumer)
             try:
-                video = _read_video_stream(container, vstream, start, end, layout, frames, reopen, fresh=True)
+                video = _read_video_stream(container, vstream, start, end, layout, frames, reopen, fresh=True,
+                                           transforms=transforms)
             except SourceUnsupported as exc:  # found out while decoding: again, on the CPU
                 frames.close()
                 fallback = fall_back(decoder.name, "read_video", source, str(exc))
                 frames = cpu_decoder().frame_source(vstream, device=device, color=color, purpose="range")
                 with reopen() as fresh:
                     video = _read_video_stream(fresh, fresh.streams.video[0], start, end, layout, frames,
-                                               reopen, fresh=True)
+                                               reopen, fresh=True, transforms=transforms)
             finally:
                 frames.close()
             served.update(backend=frames.backend if fallback is None else "cpu", fallback=fallback)
