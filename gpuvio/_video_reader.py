@@ -17,6 +17,7 @@ from ._media import MediaReader
 from ._errors import BackendUnavailableError, InvalidArgumentError, InvalidInputTypeError, InvalidSourceError
 from ._source import resolve_source
 from ._types import ColorPolicy, DeviceLike, Source, check_color
+from .transforms import Geometry, Transform, TransformsLike, as_transforms
 
 __all__ = ["VideoReader"]
 
@@ -61,6 +62,10 @@ class VideoReader:
         backend: force a backend by name.
         color: ``"torchvision"`` (default: torchvision 0.8's pixels) or ``"accurate"``; see
             :func:`gpuvio.read_video`.
+        transforms: decode-time :mod:`gpuvio.transforms` for video frames (``next()``,
+            ``get_frames_at``, ``get_frames_played_at``). Sequential frames share one random
+            window, drawn when the reader opens (and kept when it is pickled or forked); each
+            ``get_frames_at``/``get_frames_played_at`` call draws its own. Default None.
 
     Readers are safe in every worker model. One inherited by a forked child (a ``Dataset``
     that opened it in ``__init__``, under a fork ``DataLoader``) reopens its source there on
@@ -77,7 +82,7 @@ class VideoReader:
 
     def __init__(self, src: Source | None = None, stream: str = "video", num_threads: int = 0, *,
                  path: Source | None = None, device: DeviceLike = "cpu", backend: str | None = None,
-                 color: ColorPolicy = "torchvision") -> None:
+                 color: ColorPolicy = "torchvision", transforms: TransformsLike = None) -> None:
         if src is None:
             src = path
         if src is None:
@@ -95,16 +100,19 @@ class VideoReader:
         kind, index = _parse_stream(stream)
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
             raise InvalidArgumentError(f"num_threads must be an int >= 0, got {num_threads!r}")
-        self._open(src, (kind, index), num_threads, device, backend, check_color(color))
+        self._open(src, (kind, index), num_threads, device, backend, check_color(color),
+                   transforms=as_transforms(transforms))
 
     def _open(self, source: Any, stream: tuple[str, int], num_threads: int, device: DeviceLike,
-              backend: str | None, color: ColorPolicy, position: tuple[Any, ...] = ("start",)) -> None:
+              backend: str | None, color: ColorPolicy, position: tuple[Any, ...] = ("start",), *,
+              transforms: tuple[Transform, ...] = (), geometry: Geometry | None = None) -> None:
         # checked at every (re)open: a file gone by the time a worker reopens it is named
         source = resolve_source(source, what="src")
         chosen, self.device = select_backend("open_video", device, backend)
         self._impl = MediaReader(source, stream=stream, decoder=chosen, device=self.device, num_threads=num_threads,
-                                 color=color)
+                                 color=color, transforms=transforms, geometry=geometry)
         self._color = color
+        self._transforms = transforms
         # closed when this reader is collected unclosed; a no-op on what a forked child inherited
         self._finalizer = weakref.finalize(self, self._impl.close)
         self._args = (source, num_threads, device, backend)
@@ -134,7 +142,8 @@ class VideoReader:
             # what the parent opened stays untouched here (see gpuvio._forksafe)
             self._finalizer.detach()
             self._open(source, (kind, int(index)), num_threads, "cpu" if device == "auto" else device,
-                       backend, self._color, self._position)
+                       backend, self._color, self._position, transforms=self._transforms,
+                       geometry=self._impl.geometry)
         if resume and self._resume_pending:
             self._resume_pending = False
             self._resume()
@@ -168,11 +177,13 @@ class VideoReader:
             source = os.path.abspath(source)  # the unpickling process may run elsewhere
         kind, _, index = self._stream.partition(":")
         return {"source": source, "stream": (kind, int(index)), "num_threads": num_threads,
-                "device": device, "backend": backend, "color": self._color, "position": self._position}
+                "device": device, "backend": backend, "color": self._color, "position": self._position,
+                "transforms": self._transforms, "geometry": self._impl.geometry}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._open(state["source"], tuple(state["stream"]), state["num_threads"], state["device"], state["backend"],
-                   state["color"], tuple(state["position"]))
+                   state["color"], tuple(state["position"]), transforms=tuple(state.get("transforms", ())),
+                   geometry=state.get("geometry"))
 
     @property
     def backend(self) -> str:

@@ -28,6 +28,7 @@ from .._errors import DecodeError, InvalidArgumentError
 from .._fallback import Fallback
 from .._protocols import FrameSource, PendingFrame, Purpose, SourceUnsupported, VideoDecoder
 from .._types import ColorPolicy
+from ..transforms import Geometry, Transform, plan
 from ._container import FrameIndex, OwnedContainers, audio_to_float, build_index, divx_flag, seconds, stream_metadata
 from ._decoding import Frames, PyAVPackets
 from ._seeking import frame_with_pts, seek_to_keyframe
@@ -149,9 +150,14 @@ class MediaReader:
     """
 
     def __init__(self, source: Any, *, stream: tuple[str, int], decoder: VideoDecoder, device: torch.device,
-                 num_threads: int = 0, color: ColorPolicy = "torchvision") -> None:
+                 num_threads: int = 0, color: ColorPolicy = "torchvision", transforms: tuple[Transform, ...] = (),
+                 geometry: Geometry | None = None) -> None:
         self._source = source
         self._device = device
+        self._transforms = transforms
+        #: what sequential frames (:meth:`next`) are transformed by: drawn once, kept across
+        #: reopening (pass the parent's to a reopened reader)
+        self.geometry = geometry
         self._sources = _Sources(decoder, source, device=device, color=color, threads=num_threads)
         # every container this reader opens is closed with it, or when it is collected unclosed
         # (never in a forked child: see gpuvio._forksafe)
@@ -209,10 +215,20 @@ class MediaReader:
         self._stream_number = index
         self._configure(streams[index])
         if kind == "video":
+            declared = self._declared_size(self._stream)
+            if self._transforms and (self.geometry is None or self.geometry.input_size != declared):
+                self.geometry = plan(self._transforms, *declared)
             self._decoding = self._sources.make(self._stream, "sequential")
         else:
             self._decoding = PyAVPackets()
         self._call(self._restart)
+
+    @staticmethod
+    def _declared_size(stream: Any) -> tuple[int, int]:
+        context = stream.codec_context
+        if not (context.height and context.width):
+            raise DecodeError("this video stream does not declare its frame size, which transforms need")
+        return context.height, context.width
 
     def _configure(self, stream: Any) -> None:
         if stream.codec_context is None:
@@ -352,11 +368,11 @@ class MediaReader:
         # one frame of lookahead: its conversion runs while the caller uses this one
         if not self._ahead:
             frame, at = self._next_frame()
-            self._ahead.append((self._decoding.convert(frame), at))
+            self._ahead.append((self._decoding.convert(frame, self.geometry), at))
         pending, at = self._ahead.popleft()
         try:
             frame, upcoming = self._next_frame()
-            self._ahead.append((self._decoding.convert(frame), upcoming))
+            self._ahead.append((self._decoding.convert(frame, self.geometry), upcoming))
         except StopIteration:
             pass
         return place(pending.result(), self._device), at
@@ -408,8 +424,9 @@ class MediaReader:
         """Frames at display positions ``indices`` (negative counts from the end) as
         ``Tensor[N, 3, H, W] uint8``, each distinct frame decoded once, GOP by GOP.
 
-        Frames are returned at the stream's declared size (a frame of another size is scaled).
-        The sequential position of the reader is left unchanged.
+        Frames are returned at the stream's declared size (a frame of another size is scaled),
+        then transformed, with a random window drawn for this call. The sequential position of
+        the reader is left unchanged.
         """
         if self.kind != "video":
             raise InvalidArgumentError("get_frames_at needs a video stream; call set_current_stream('video')")
@@ -446,7 +463,9 @@ class MediaReader:
         sink = None
         try:
             declared = random.declared_size()
-            sink = random.decoding.sink(capacity=len(wanted), layout="CHW", size=declared if all(declared) else None)
+            geometry = plan(self._transforms, *self._declared_size(self._stream)) if self._transforms else None
+            sink = random.decoding.sink(capacity=len(wanted), layout="CHW", size=declared if all(declared) else None,
+                                        geometry=geometry)
             for i, target in enumerate(wanted):
                 frame = frame_with_pts(random.frames_towards(target, index.keyframes), target, wanted[i:])
                 random.last = frame.pts
