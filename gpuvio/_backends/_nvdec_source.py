@@ -25,7 +25,9 @@ from .._media import initial_capacity
 from .._protocols import Layout
 from .._swscale_rgb import swscale_nv12_to_rgb
 from ._nvdec_color import fused_kernel, nv12_batch_to_rgb
+from ..transforms import Geometry
 from ._nvdec_plan import NvdecUnsupported, StreamPlan
+from ._nvdec_resize import fused_resize_kernel, staged_transform
 from ._nvdec_session import Session, Surface
 
 __all__ = ["NvdecFrameSource", "SurfaceConverter", "SurfaceFrame"]
@@ -54,7 +56,8 @@ class SurfaceConverter:
         # GPUVIO_NVDEC_FUSED=0 forces the torch ops (to compare, or to rule the kernels out). The
         # "torchvision" kernel is swscale's 8-bit unscaled converter, what even-sized progressive
         # NV12 (all the plans accept) gets; P016 goes through swscale's general scaler: torch ops
-        if allow_fused and device.type == "cuda" and os.environ.get("GPUVIO_NVDEC_FUSED", "1") != "0":
+        self.fused_allowed = allow_fused and device.type == "cuda" and os.environ.get("GPUVIO_NVDEC_FUSED", "1") != "0"
+        if self.fused_allowed:
             if color == "accurate":
                 self._fused = fused_kernel(device, matrix=plan.matrix, full_range=plan.full_range,
                                            bit_depth=plan.surface_bits, siting=plan.siting)
@@ -155,6 +158,8 @@ class NvdecFrameSource:
         self._release = release
         self._healthy = True
         self.converter = SurfaceConverter(plan, self.device, color=color)
+        self._resize_kernels: dict[Geometry, Any] = {}
+        self._full: torch.Tensor | None = None  # the full-size frame of the staged transform path
 
     # ------------------------------------------------------------------ streams
     def scope(self) -> contextlib.AbstractContextManager[Any]:
@@ -222,16 +227,42 @@ class NvdecFrameSource:
             return SurfaceFrame(frame.pts, frame.surface.clone())
 
     # ------------------------------------------------------------------ conversion
-    def sink(self, *, capacity: int, layout: Layout, size: tuple[int, int] | None = None) -> SurfaceSink:
+    def sink(self, *, capacity: int, layout: Layout, size: tuple[int, int] | None = None,
+             geometry: Geometry | None = None) -> SurfaceSink:
         # NVDEC's surfaces are the plan's size (a change mid-stream is refused by the session)
-        return SurfaceSink(self, capacity, layout)
+        return SurfaceSink(self, capacity, layout, None if geometry is None or geometry.identity else geometry)
 
-    def convert(self, frame: SurfaceFrame) -> _Converted:
+    def convert(self, frame: SurfaceFrame, geometry: Geometry | None = None) -> _Converted:
+        if geometry is not None and not geometry.identity:
+            out = self.alloc((3, *geometry.output_size))
+            with self.scope():
+                self.transform(frame.surface, out.permute(1, 2, 0), geometry)
+            return _Converted(out, self)
         out = self.alloc((3, self._plan.height, self._plan.width))  # contiguous CHW, as on the CPU
         with self.scope():
             self.converter.put(frame.surface, out.permute(1, 2, 0))
             self.converter.flush()
         return _Converted(out, self)
+
+    def transform(self, surface: Surface, dest: torch.Tensor, geometry: Geometry) -> None:
+        """Write the transformed RGB of ``surface`` into ``dest`` (``[h, w, 3]``), on the session's
+        stream: one fused kernel where it is usable, else the full-size frame, then torch's ops."""
+        kernel = self._resize_kernels.get(geometry, False)
+        if kernel is False:
+            kernel = None
+            plan = self._plan
+            if self.converter.fused_allowed and self.converter.color == "torchvision" and plan.surface_bits == 8:
+                kernel = fused_resize_kernel(self.device, geometry, matrix=plan.sws_matrix,
+                                             full_range=plan.sws_full_range)
+            self._resize_kernels = {geometry: kernel}  # one geometry per read: keep only the latest
+        if kernel is not None:
+            kernel(surface, dest)
+            return
+        if self._full is None:  # reused frame to frame: every use is ordered on the session's stream
+            self._full = torch.empty((self._plan.height, self._plan.width, 3), dtype=torch.uint8, device=self.device)
+        self.converter.put(surface, self._full)
+        self.converter.flush()
+        staged_transform(self._full, geometry, dest)
 
     def close(self) -> None:
         if self._release is not None:
@@ -240,14 +271,17 @@ class NvdecFrameSource:
 
 
 class SurfaceSink:
-    """Output slots for converted surfaces, allocated in chunks on the consumer stream."""
+    """Output slots for converted (and transformed) surfaces, allocated in chunks on the consumer stream."""
 
-    def __init__(self, source: NvdecFrameSource, capacity: int, layout: Layout) -> None:
+    def __init__(self, source: NvdecFrameSource, capacity: int, layout: Layout,
+                 geometry: Geometry | None = None) -> None:
         plan = source._plan
         self._source = source
         self._layout = layout
-        self._frame_shape = (3, plan.height, plan.width) if layout == "CHW" else (plan.height, plan.width, 3)
-        frame_bytes = 3 * plan.width * plan.height
+        self._geometry = geometry
+        height, width = (plan.height, plan.width) if geometry is None else geometry.output_size
+        self._frame_shape = (3, height, width) if layout == "CHW" else (height, width, 3)
+        frame_bytes = 3 * width * height
         self._first = initial_capacity(capacity, frame_bytes)
         self._chunk = max(8, min(64, (1 << 30) // frame_bytes))
         self._chunks: list[torch.Tensor] = []
@@ -270,7 +304,10 @@ class SurfaceSink:
         dest = self._view(slot)
         self._used = max(self._used, slot + 1)
         with self._source.scope():
-            self._source.converter.put(frame.surface, dest)
+            if self._geometry is not None:
+                self._source.transform(frame.surface, dest, self._geometry)
+            else:
+                self._source.converter.put(frame.surface, dest)
 
     def finish(self) -> None:
         with self._source.scope():
