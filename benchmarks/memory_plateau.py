@@ -329,10 +329,10 @@ def _fix_inline_convert() -> None:
     """VideoReader.next converts its lookahead frame on the caller's thread (no pool hand-off)."""
     from gpuvio.cpu_fallback import _frame_source
 
-    def convert(self: Any, frame: Any) -> _Converted:
+    def convert(self: Any, frame: Any, geometry: Any = None) -> _Converted:
         import numpy as np
 
-        out = np.empty((3, frame.height, frame.width), dtype=np.uint8)
+        out = np.empty((3, frame.height, frame.width), dtype=np.uint8)  # the workload has no transforms
         self._converter.convert_into(frame, out, "CHW")
         return _Converted(out)
 
@@ -344,7 +344,7 @@ def _fix_drop_frame_on_caller() -> None:
     thread drops the last reference (so FFmpeg's frame buffers are freed where they came from)."""
     from gpuvio.cpu_fallback import _frame_source
 
-    def convert(self: Any, frame: Any) -> _Converted:
+    def convert(self: Any, frame: Any, geometry: Any = None) -> _Converted:
         import numpy as np
 
         from gpuvio.cpu_fallback._frames import conversion_pool
