@@ -43,6 +43,7 @@ from ._source import read_file, write_file
 from ._types import ImageReadMode
 from ._video import read_video, read_video_timestamps, write_video
 from ._video_reader import VideoReader
+from . import transforms  # noqa: E402  (decode-time Resize / CenterCrop / RandomCrop)
 
 __version__ = "0.1.0"
 
@@ -75,6 +76,7 @@ __all__ = [
     "read_image",
     "read_video",
     "read_video_timestamps",
+    "transforms",
     "write_file",
     "write_jpeg",
     "write_png",

@@ -11,6 +11,10 @@ backends; on a CPU actor, or where no GPU backend can run, they decode with the 
 - :class:`DecodeVideoClips`: a column of video files (bytes or paths) plus start/end times in
   seconds to clips.
 
+Both take ``transforms=`` (:mod:`gpuvio.transforms`: ``Resize``, ``CenterCrop``, ``RandomCrop``
+or torchvision's), applied on the actor as part of decoding, one random window per image or
+clip: what leaves the actor is already the training size, which keeps the object store small.
+
 Both return numpy batches by default (``output="torch"`` for torch tensors). To keep decoded
 frames out of the object store entirely, call :meth:`DecodeImages.decode` /
 :meth:`DecodeVideoClips.decode` yourself where the frames are consumed, e.g. in a Ray Train
@@ -55,6 +59,7 @@ import torch
 
 from ._errors import InvalidArgumentError, InvalidInputTypeError
 from ._types import ColorPolicy, DeviceLike, ImageReadMode, check_color
+from .transforms import TransformsLike, as_transforms
 
 __all__ = ["DecodeImages", "DecodeVideoClips"]
 
@@ -86,14 +91,17 @@ def _column(batch: dict[str, Any], name: str) -> Any:
 
 
 class _Decoder:
-    """What both decoders share: device choice, output conversion, fallback reporting."""
+    """What both decoders share: device choice, transforms, output conversion, fallback reporting."""
 
-    def __init__(self, *, device: DeviceLike, output: Output, backend: str | None) -> None:
+    def __init__(self, *, device: DeviceLike, output: Output, backend: str | None,
+                 transforms: TransformsLike) -> None:
         from ._dispatch import parse_device
 
         self.device = parse_device(device)
         self.output = _check_choice(output, "output", ("numpy", "torch"))
         self.backend = backend
+        #: the checked transforms (gpuvio's objects; torchvision's are converted)
+        self.transforms = as_transforms(transforms)
         #: device the last batch was decoded on: a string such as "cuda:0" or "cpu"
         self.decoded_on: str | None = None
 
@@ -127,16 +135,21 @@ class DecodeImages(_Decoder):
         drop_input: drop the encoded column from the output (default True: don't carry the
             bytes further).
         backend: force a decoding backend by name.
+        transforms: decode-time :mod:`gpuvio.transforms`, applied to each image after decoding
+            (as ``gpuvio.decode_image(transforms=...)``), one random window per image, drawn
+            from the crop's generator (by default the actor's torch RNG). Default None. A crop
+            larger than an image raises :class:`~gpuvio.InvalidArgumentError` for the batch.
 
     Returns (per batch): the input columns plus ``output_column``: ``[B, C, H, W]`` uint8 when all
-    images share a shape, else a length-B object array of ``[C, H, W]`` arrays.
+    images share a shape (H and W after ``transforms``: with a ``(h, w)`` resize or a crop last,
+    always), else a length-B object array of ``[C, H, W]`` arrays.
     """
 
     def __init__(self, *, column: str = "bytes", output_column: str = "image",
                  mode: ImageReadMode | str = ImageReadMode.RGB, layout: Literal["CHW", "HWC"] = "CHW",
                  device: DeviceLike = "auto", output: Output = "numpy", drop_input: bool = True,
-                 backend: str | None = None) -> None:
-        super().__init__(device=device, output=output, backend=backend)
+                 backend: str | None = None, transforms: TransformsLike = None) -> None:
+        super().__init__(device=device, output=output, backend=backend, transforms=transforms)
         self.column = column
         self.output_column = output_column
         self.mode = ImageReadMode.parse(mode)
@@ -144,13 +157,15 @@ class DecodeImages(_Decoder):
         self.drop_input = drop_input
 
     def decode(self, batch: dict[str, Any]) -> list[torch.Tensor]:
-        """The batch's images as tensors on the decoding device: ``Tensor[C, H, W]`` (or HWC)."""
+        """The batch's images as tensors on the decoding device: ``Tensor[C, H, W]`` (or HWC),
+        after ``transforms``."""
         from ._image import decode_image
 
         sources = [_as_source(v, i) for i, v in enumerate(_column(batch, self.column))]
         if not sources:
             return []
-        images = decode_image(sources, mode=self.mode, device=self.device, backend=self.backend)
+        images = decode_image(sources, mode=self.mode, device=self.device, backend=self.backend,
+                              transforms=self.transforms)
         if self.layout == "HWC":
             images = [im.permute(1, 2, 0) for im in images]
         return images
@@ -174,17 +189,22 @@ class DecodeVideoClips(_Decoder):
         output_column: default ``"clip"``.
         output_format: ``"TCHW"`` (default) or ``"THWC"``.
         color: ``"torchvision"`` (default) or ``"accurate"``, as for :func:`gpuvio.read_video`.
+        transforms: decode-time :mod:`gpuvio.transforms`, applied to every frame as it is
+            decoded (as ``gpuvio.read_video(transforms=...)``), one random window per clip,
+            drawn from the crop's generator (by default the actor's torch RNG). Default None.
         device, output, drop_input, backend: as for :class:`DecodeImages`.
 
     Returns (per batch): the input columns plus ``output_column``: ``[B, T, C, H, W]`` uint8 when
-    all clips share a shape, else a length-B object array of ``[T, C, H, W]`` arrays.
+    all clips share a shape (H and W after ``transforms``), else a length-B object array of
+    ``[T, C, H, W]`` arrays.
     """
 
     def __init__(self, *, column: str = "bytes", start_column: str = "start", end_column: str = "end",
                  output_column: str = "clip", output_format: Literal["TCHW", "THWC"] = "TCHW",
                  device: DeviceLike = "auto", output: Output = "numpy", drop_input: bool = True,
-                 backend: str | None = None, color: ColorPolicy = "torchvision") -> None:
-        super().__init__(device=device, output=output, backend=backend)
+                 backend: str | None = None, color: ColorPolicy = "torchvision",
+                 transforms: TransformsLike = None) -> None:
+        super().__init__(device=device, output=output, backend=backend, transforms=transforms)
         self.color = check_color(color)
         self.column = column
         self.start_column = start_column
@@ -194,7 +214,8 @@ class DecodeVideoClips(_Decoder):
         self.drop_input = drop_input
 
     def decode(self, batch: dict[str, Any]) -> list[torch.Tensor]:
-        """The batch's clips as tensors on the decoding device: ``Tensor[T, C, H, W]`` (or THWC)."""
+        """The batch's clips as tensors on the decoding device: ``Tensor[T, C, H, W]`` (or THWC),
+        after ``transforms``."""
         from ._video import read_video
 
         sources = _column(batch, self.column)
@@ -205,7 +226,7 @@ class DecodeVideoClips(_Decoder):
             end = None if ends is None or ends[i] is None or np.isnan(ends[i]) else float(ends[i])
             video, _, _ = read_video(_as_source(value, i), float(starts[i]), end, pts_unit="sec",
                                      output_format=self.output_format, device=self.device, backend=self.backend,
-                                     color=self.color)
+                                     color=self.color, transforms=self.transforms)
             clips.append(video)
         return clips
 

@@ -400,8 +400,8 @@ def test_bench_read_video_targets(which, generated):
 
     media = MediaFile(generated["h264_noaudio"], "video", "target_video", "test clip", target=which)
     workloads = build_workloads([media], device="cpu", quick=True)
-    if which == "1080p":  # read_video alone
-        assert len(workloads) == 1
+    if which == "1080p":  # read_video alone, and its decode-time resize (issue 13)
+        assert len(workloads) == 2 and " -> Resize 224x224 " in workloads[1].name
     rv = workloads[0]
     assert rv.name.startswith("read_video h264 160x96 whole clip")
     names = [c.name for c in rv.contenders]
@@ -438,6 +438,94 @@ def test_bench_read_video_targets(which, generated):
     assert "| #12 |" in table and "max \\|diff\\| 0" in table  # pipes escaped in the cells
     accurate = next(r for r in record["results"] if r["contender"].endswith('color="accurate"'))
     assert accurate["agreement"]["max_abs_diff"] > 0  # the other colour policy really ran
+
+
+def test_bench_transform_workloads(generated):
+    """Issue 13's decode-time resize workloads: gpuvio's transformed read against decode-then-resize
+    peers (torchvision's own resize, skipped with the reason when torchvision is absent), targets checked."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from gpuvio._bench._media import MediaFile
+    from gpuvio._bench._peers import build_workloads
+    from gpuvio._bench._report import make_record, markdown_table, target_result
+    from gpuvio._bench._runner import measure
+
+    video = MediaFile(generated["h264_noaudio"], "video", "target_video", "test clip", target="1080p")
+    # width=1920 as the default 1080p JPEG's params say: the image targets are attached
+    jpeg = MediaFile(generated["jpeg"], "image", "jpeg", "test JPEG", params={"width": 1920})
+    workloads = build_workloads([video, jpeg], device="cpu", quick=True, only=["Resize"])
+    assert [w.name.split(" -> ")[1] for w in workloads] == ["Resize 224x224 (30 frames)", "Resize 224"]
+    rv, di = workloads
+    assert rv.name.startswith("read_video h264 160x96 -> ") and di.name.startswith("decode_image JPEG 500x375 -> ")
+    have_tv = importlib.util.find_spec("torchvision") is not None
+    for w, peers in ((rv, ("gpuvio read_video, then torchvision v2 resize", "gpuvio read_video, no resize",
+                           "torchcodec CPU, FFmpeg threads auto, Resize transform",
+                           "torchcodec CPU, FFmpeg threads auto, no resize")),
+                     (di, ("gpuvio decode_image, then torchvision v2 resize", "torchvision.io.decode_jpeg, then"))):
+        names = [c.name for c in w.contenders]
+        assert w.contenders[0].is_gpuvio and [c.is_gpuvio for c in w.contenders].count(True) == 1
+        assert names[0].startswith("gpuvio (cpu backend, cpu), transforms=[Resize(")
+        for peer in peers:  # measured, or skipped with the reason
+            assert any(n.startswith(peer) for n in names) or any(
+                s["contender"].startswith(peer) and s["reason"] for s in w.skipped), (peer, names, w.skipped)
+        assert any(n.startswith(peers[0]) for n in names) == have_tv
+    assert sorted((t.kind, t.needs) for t in rv.targets) == [("close", 0.5), ("speedup", 1.0), ("speedup", 1.5)]
+    assert sorted((t.kind, t.needs) for t in di.targets) == [("close", 0.5), ("speedup", 1.3), ("speedup", 1.3)]
+    assert all(t.issue == 13 for t in rv.targets + di.targets)
+    # the transformed outputs: 224x224 frames; the JPEG's shorter side to 224 (torchvision's arithmetic)
+    assert tuple(rv.contenders[0].fn().shape) == (30, 224, 224, 3)
+    assert tuple(di.contenders[0].fn().shape) == (3, 224, 298)
+
+    results = [r for w in workloads for r in measure(w, repeats=1, warmup=1, min_run_s=0.0)]
+    record = make_record(results, workloads, [video, jpeg], args=SimpleNamespace(quick=True), device="cpu",
+                         device_note="cpu", repeats=1, started=0.0, load_before=None, load_after=None)
+    assert all(r["error"] is None for r in record["results"]), record["results"]
+    close = [t for t in record["targets"] if t["kind"] == "close"]
+    assert len(close) == 2 and len(record["targets"]) == 6
+    for t in close:
+        if have_tv:  # gpuvio's decode-time resize is within the promised 0.5 of torchvision's
+            assert t["status"] == "met" and t["mean_abs_diff"] <= 0.5, t
+            assert "needs <= 0.5" in target_result(t)
+        else:
+            assert t["status"] == "not measured" and "torchvision is not installed" in t["reason"], t
+    assert "| #13 |" in markdown_table(record)
+
+
+def test_bench_close_target_judges_the_mean_difference():
+    """A "close" target: met when the peer's pixels are within the mean |diff| asked, missed when
+    they are not or cannot be compared (another shape)."""
+    from types import SimpleNamespace
+
+    from gpuvio._bench._media import MediaFile
+    from gpuvio._bench._report import make_record, markdown_table, target_result
+    from gpuvio._bench._runner import measure
+    from gpuvio._bench._workload import Contender, Target, Workload
+
+    base = torch.zeros((3, 4, 4), dtype=torch.uint8)
+    near, far = base.clone(), base.clone()
+    near[0, :2] = 2  # mean |diff| 16 / 48 = 0.33, max 2
+    far[:, :, :2] = 3  # mean 1.5
+    contenders = [Contender("gpuvio", "gpuvio", "cpu", lambda: base, is_gpuvio=True, view=lambda t: t),
+                  Contender("near", "x", "cpu", lambda: near, view=lambda t: t),
+                  Contender("far", "x", "cpu", lambda: far, view=lambda t: t),
+                  Contender("other shape", "x", "cpu", lambda: base[:, :2], view=lambda t: t)]
+    targets = [Target(13, f"within 0.5 of {name}", name, 0.5, kind="close") for name in ("near", "far", "other")]
+    targets.append(Target(13, "within 0.5 of absent", "absent", 0.5, kind="close"))
+    workload = Workload("w", MediaFile(Path("x.jpg"), "image", "jpeg", "none"), "images/s", 1, contenders,
+                        [{"contender": "absent", "reason": "absent is not installed"}], targets=targets)
+    results = measure(workload, repeats=1, warmup=1, min_run_s=0.0)
+    record = make_record(results, [workload], [], args=SimpleNamespace(quick=False), device="cpu",
+                         device_note="cpu", repeats=1, started=0.0, load_before=None, load_after=None)
+    got = {t["peer"]: t for t in record["targets"]}
+    assert got["near"]["status"] == "met" and got["near"]["mean_abs_diff"] == pytest.approx(1 / 3, abs=1e-3)
+    assert got["near"]["max_abs_diff"] == 2 and got["near"]["needs_mean_abs_diff"] == 0.5
+    assert "needs_speedup" not in got["near"]
+    assert got["far"]["status"] == "missed" and got["far"]["mean_abs_diff"] == 1.5
+    assert got["other shape"]["status"] == "missed" and got["other shape"]["reason"] == "shapes differ"
+    assert got["absent"]["status"] == "not measured" and "not installed" in got["absent"]["reason"]
+    assert target_result(got["far"]) == "missed (mean |diff| 1.500, needs <= 0.5; max 3)"
+    assert "mean \\|diff\\| 0.333" in markdown_table(record)
 
 
 def test_torchvision08_algorithm_matches_pyav_to_rgb(generated):

@@ -6,18 +6,19 @@ peers agree with gpuvio. Peers are found at run time; one that is missing or fai
 recorded with the reason instead of silently left out.
 
 The types are in ``_workload.py``, the video workloads (and the re-implemented torchvision 0.8
-``read_video`` algorithm) in ``_video_peers.py``, the image ones in ``_image_peers.py``; this
-module gathers them.
+``read_video`` algorithm) in ``_video_peers.py``, the image ones in ``_image_peers.py``, the
+decode-time resize ones (issue 13) in ``_transform_peers.py``; this module gathers them.
 
 Performance targets (:class:`Target`) are attached to the workloads they are measured on and
 checked by ``_report``: gpuvio's speed-up over a named peer, gpuvio's fraction of a ceiling (the
-decode-only row), or pixel identity with a peer.
+decode-only row), pixel identity with a peer, or pixels within a mean |diff| of a peer's.
 """
 
 from __future__ import annotations
 
 from ._image_peers import image_workloads
 from ._media import MediaFile
+from ._transform_peers import image_transform_workloads, video_transform_workloads
 from ._video_peers import torchvision08_read_video, video_workloads
 from ._workload import Contender, Target, Workload
 
@@ -35,8 +36,11 @@ def build_workloads(media: list[MediaFile], *, device: str, quick: bool,
     for m in media:
         if m.kind == "video":
             workloads += video_workloads(m, device, quick, cpu_peers=True)
+            if m.target != "720p":  # decode-time resize (issue 13): the 1080p clip and --media videos
+                workloads += video_transform_workloads(m, device, quick, cpu_peers=True)
         else:
             workloads += image_workloads(m, device, quick, cpu_peers=True)
+            workloads += image_transform_workloads(m, device, quick, cpu_peers=True)  # JPEGs only
     # several --media files can give the same workload name: tell them apart by the file
     counts: dict[str, int] = {}
     for w in workloads:

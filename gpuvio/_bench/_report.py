@@ -124,7 +124,8 @@ def _targets(record: dict[str, Any], workloads: list[Workload],
     Each entry: ``target`` (the text), ``issue``, ``kind``, ``workload``, ``needs_speedup``, and
     either ``status`` "met"/"missed" with ``speedup`` (gpuvio's throughput / the peer's; for a
     "ceiling" target the fraction of the ceiling reached) or ``max_abs_diff`` (for "identical"),
-    or ``status`` "not measured" with the ``reason``.
+    or ``mean_abs_diff`` and ``max_abs_diff`` with ``needs_mean_abs_diff`` in place of
+    ``needs_speedup`` (for "close"), or ``status`` "not measured" with the ``reason``.
     """
     out = []
     for w in workloads:
@@ -142,7 +143,7 @@ def _targets(record: dict[str, Any], workloads: list[Workload],
             elif peer is None:
                 skip = next((x for x in w.skipped if x["contender"].startswith(t.peer)), None)
                 reason = f"{t.peer}: {skip['reason']}" if skip else f"{t.peer} not available here"
-            elif peer.error is not None or (t.kind != "identical" and not peer.throughput):
+            elif peer.error is not None or (t.kind not in ("identical", "close") and not peer.throughput):
                 reason = f"{t.peer} failed: {peer.error}"
             if reason is not None or ref is None or peer is None:
                 entry.update(status="not measured", reason=reason)
@@ -154,6 +155,15 @@ def _targets(record: dict[str, Any], workloads: list[Workload],
                     diff = agreement["max_abs_diff"]
                     entry.update(max_abs_diff=diff, status="met" if diff == 0 else "missed")
                 entry.pop("needs_speedup")
+            elif t.kind == "close":
+                agreement = peer.agreement or {}
+                entry["needs_mean_abs_diff"] = entry.pop("needs_speedup")
+                if "mean_abs_diff" not in agreement:
+                    entry.update(status="missed", reason="shapes differ" if agreement else "not compared")
+                else:
+                    mean = agreement["mean_abs_diff"]
+                    entry.update(mean_abs_diff=round(mean, 4), max_abs_diff=agreement["max_abs_diff"],
+                                 status="met" if mean <= t.needs else "missed")
             else:
                 speedup = (ref.throughput or 0.0) / (peer.throughput or 1.0)  # both measured: see reason
                 entry.update(speedup=round(speedup, 3), status="met" if speedup >= t.needs else "missed")
@@ -172,6 +182,11 @@ def target_result(t: dict[str, Any]) -> str:
         if "max_abs_diff" not in t:
             return f"{t['status']} ({t.get('reason', '')})"
         return f"{t['status']} (max |diff| {t['max_abs_diff']:.0f})"
+    if kind == "close":
+        if "mean_abs_diff" not in t:
+            return f"{t['status']} ({t.get('reason', '')})"
+        return (f"{t['status']} (mean |diff| {t['mean_abs_diff']:.3f}, needs <= {t['needs_mean_abs_diff']}; "
+                f"max {t['max_abs_diff']:.0f})")
     if kind == "ceiling":
         return f"{t['status']} (gpuvio at {t['speedup']:.2f} of the ceiling, needs {t['needs_speedup']})"
     return f"{t['status']} (gpuvio {t['speedup']:.2f}x, needs {t['needs_speedup']}x)"

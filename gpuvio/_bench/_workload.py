@@ -42,14 +42,17 @@ class Target:
     - ``"speedup"``: gpuvio's throughput / the peer's must be at least ``needs``;
     - ``"ceiling"``: the same ratio, read as the fraction of a ceiling that gpuvio reaches (the
       decode-only row: ``needs=0.75`` is "within 25% of it");
-    - ``"identical"``: the peer's pixels must equal gpuvio's (agreement max |diff| 0).
+    - ``"identical"``: the peer's pixels must equal gpuvio's (agreement max |diff| 0);
+    - ``"close"``: the peer's pixels must be within a mean absolute difference of ``needs``
+      levels of gpuvio's (agreement mean |diff| <= needs; e.g. a decode-time resize against
+      torchvision's resize of the decoded frames).
     """
 
     issue: int
     text: str
     peer: str
     needs: float = 1.0
-    kind: Literal["speedup", "ceiling", "identical"] = "speedup"
+    kind: Literal["speedup", "ceiling", "identical", "close"] = "speedup"
 
 
 @dataclass

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from .._dispatch import parse_device
 from .._errors import InvalidArgumentError, InvalidInputTypeError
 from .._types import ColorPolicy, DeviceLike, check_color
+from ..transforms import TransformsLike, as_transforms, per_item
 from ._encoded import (
     ClipFormat,
     EncodedClip,
@@ -64,12 +65,23 @@ class VideoClipDataset(Dataset):
     Each item is a tuple ``(clip, video_idx, clip_idx)``:
 
     - ``clip``: ``Tensor[T, C, H, W] uint8`` (``output_format="TCHW"``, the default) or
-      ``Tensor[T, H, W, C]`` (``"THWC"``), T = ``clip_len``, RGB, passed through ``transform`` if
-      given; with ``decode=False`` an :class:`~gpuvio.data.EncodedClip` instead.
+      ``Tensor[T, H, W, C]`` (``"THWC"``), T = ``clip_len``, RGB, H and W after ``transforms``,
+      passed through ``transform`` if given; with ``decode=False`` an
+      :class:`~gpuvio.data.EncodedClip` instead, which carries ``transforms``.
     - ``video_idx``: index of the file in ``paths``; ``clip_idx``: index of the clip in that file.
 
     Decoding reads exactly the frames between the clip's first and last pts
     (:func:`gpuvio.read_video` with pts bounds), so items are independent and any sampler works.
+
+    ``transforms`` (e.g. ``[Resize(128), RandomCrop(112)]``) resize and crop the frames as they
+    are decoded, as :mod:`gpuvio.transforms` describes. All frames of a clip share one random
+    window, drawn per ``__getitem__`` (from the crop's generator, by default torch's global RNG
+    in the process that calls it, which each DataLoader worker seeds its own way), also with
+    ``decode=False``: the
+    :class:`~gpuvio.data.EncodedClip` then carries a seed for its window, so the clip gets the
+    same window wherever and whenever it is decoded (by :class:`~gpuvio.data.DeviceLoader` on the
+    GPU too). With a ``(h, w)`` resize or a crop last, clips of videos of different sizes stack
+    into one batch.
 
     Example::
 
@@ -78,8 +90,10 @@ class VideoClipDataset(Dataset):
         for clips, video_idx, clip_idx in loader:          # clips: Tensor[8, 16, 3, H, W]
             ...
 
-        # GPU decoding, fork-safe: workers read bytes, the main process decodes on its GPU
-        ds = VideoClipDataset(paths, clip_len=16, decode=False)
+        # GPU decoding, fork-safe: workers read bytes, the main process decodes on its GPU,
+        # resizing and cropping as it decodes (one random window per clip)
+        ds = VideoClipDataset(paths, clip_len=16, decode=False,
+                              transforms=[Resize(128), RandomCrop(112)])   # gpuvio.transforms
         loader = DeviceLoader(DataLoader(ds, batch_size=8, num_workers=4,
                                          collate_fn=gpuvio.data.collate), device="cuda")
 
@@ -91,8 +105,12 @@ class VideoClipDataset(Dataset):
         frame_rate: resample every video to this many frames per second; None (default) keeps
             each video's own rate.
         output_format: ``"TCHW"`` (default) or ``"THWC"``.
-        transform: applied to each decoded clip tensor (not allowed with ``decode=False``: give it
-            to :class:`~gpuvio.data.DeviceLoader`).
+        transforms: decode-time :mod:`gpuvio.transforms` (``Resize``, ``CenterCrop``,
+            ``RandomCrop``, or torchvision's), applied in order to every frame, one random window
+            per clip. Default None. A crop larger than a video's (resized) frames raises
+            :class:`~gpuvio.InvalidArgumentError` when that video's clip is decoded.
+        transform: any callable, applied to each decoded clip tensor after ``transforms`` (not
+            allowed with ``decode=False``: give it to :class:`~gpuvio.data.DeviceLoader`).
         decode: True (default) decodes in ``__getitem__``; False returns :class:`EncodedClip`
             objects for :class:`~gpuvio.data.DeviceLoader`.
         encoded_as: with ``decode=False``, what a clip carries: ``"bytes"`` (default; the worker
@@ -122,7 +140,7 @@ class VideoClipDataset(Dataset):
                  encoded_as: Literal["bytes", "path"] = "bytes", device: DeviceLike = "cpu",
                  backend: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
                  num_workers: int | None = None, index_executor: IndexExecutor = "thread",
-                 color: ColorPolicy = "torchvision") -> None:
+                 color: ColorPolicy = "torchvision", transforms: TransformsLike = None) -> None:
         if isinstance(paths, (str, os.PathLike)) or not isinstance(paths, Sequence):
             raise InvalidInputTypeError(f"paths must be a list of video files; got {type(paths).__name__}")
         for p in paths:
@@ -143,8 +161,10 @@ class VideoClipDataset(Dataset):
             raise InvalidArgumentError(f"encoded_as must be 'bytes' or 'path'; got {encoded_as!r}")
         if not decode and transform is not None:
             raise InvalidArgumentError(
-                "transform runs on decoded clips; with decode=False pass it to DeviceLoader(transform=...)")
+                "transform runs on decoded clips; with decode=False pass it to DeviceLoader(transform=...), "
+                "or resize and crop at decode time with transforms=[...]")
         self.transform = transform
+        self.transforms = as_transforms(transforms)
         self.decode = bool(decode)
         self.encoded_as = encoded_as
         parse_device(device)  # reject a bad device now, not in a worker
@@ -205,7 +225,11 @@ class VideoClipDataset(Dataset):
         return self.video_pts[video_idx][self.clip_positions(video_idx, clip_idx)]
 
     def encoded_clip(self, idx: int, *, encoded_as: Literal["bytes", "path"] | None = None) -> EncodedClip:
-        """Item ``idx`` as an :class:`EncodedClip`; ``encoded_as`` defaults to the dataset's."""
+        """Item ``idx`` as an :class:`EncodedClip`; ``encoded_as`` defaults to the dataset's.
+
+        Its ``transforms`` are the dataset's, each ``RandomCrop`` given a seed of its own drawn
+        here (from the crop's generator, else torch's global RNG): each call draws a new window.
+        """
         video_idx, clip_idx = self.clip_location(idx)
         positions = [int(p) for p in self.clip_positions(video_idx, clip_idx)]
         pts = self.video_pts[video_idx]
@@ -213,7 +237,7 @@ class VideoClipDataset(Dataset):
             data=source_for(self.video_paths[video_idx], encoded_as or self.encoded_as),
             start_pts=int(pts[positions[0]]), end_pts=int(pts[positions[-1]]),
             offsets=tuple(p - positions[0] for p in positions), positions=tuple(positions),
-            output_format=self.output_format, color=self.color)
+            output_format=self.output_format, color=self.color, transforms=per_item(self.transforms, 1)[0])
 
     # ------------------------------------------------------------------ items
     def __getitem__(self, idx: int) -> tuple[Any, int, int]:
@@ -229,4 +253,5 @@ class VideoClipDataset(Dataset):
 
     def __repr__(self) -> str:
         return (f"VideoClipDataset({self.num_videos} videos, {len(self)} clips of {self.clip_len} frames, "
-                f"step={self.step}, frame_rate={self.frame_rate}, decode={self.decode})")
+                f"step={self.step}, frame_rate={self.frame_rate}, decode={self.decode}"
+                + (f", transforms={list(self.transforms)!r})" if self.transforms else ")"))

@@ -73,6 +73,14 @@ class DeviceLoader:
     Every other tensor in the batch (labels, indices) is moved to ``device``. Tuples, lists,
     dicts and namedtuples keep their structure.
 
+    Each encoded item is decoded with its own decode-time ``transforms`` (what the dataset's
+    ``transforms=`` put in it, a seeded window per random crop), so the batch holds the
+    transformed sizes, and the pixels the dataset decoding in its workers gives (within the CPU
+    and GPU backends' parity on a GPU). That is why this loader takes no ``transforms=`` of its
+    own: a random window is drawn when the sample is read, in ``__getitem__``, not in this
+    loader's decoding thread, where the draws would depend on timing and on the training loop's
+    use of the RNG.
+
     With ``device`` on CUDA, decoding runs on the GPU backends (nvImageCodec/NVDEC) on a side
     stream; an operation no GPU backend can serve here is decoded on the CPU and uploaded, with
     a warning, and :attr:`fallback_reasons` says why. With ``device="cpu"`` the main process
@@ -80,17 +88,18 @@ class DeviceLoader:
 
     Example::
 
-        ds = ImageDataset("train/", decode=False)
+        ds = ImageDataset("train/", decode=False, transforms=[Resize(256), RandomCrop(224)])
         loader = DataLoader(ds, batch_size=64, num_workers=8, collate_fn=gpuvio.data.collate)
-        for images, labels in DeviceLoader(loader, device="auto", transform=resize):
+        for images, labels in DeviceLoader(loader, device="auto"):
             ...   # images: Tensor[64, 3, 224, 224] uint8 on cuda:{LOCAL_RANK}
 
     Args:
         loader: any iterable of batches, usually a ``torch.utils.data.DataLoader``.
         device: ``"auto"`` (default: ``cuda:{LOCAL_RANK}`` when CUDA is usable, else the CPU),
             ``"cuda"``, ``"cuda:N"``, ``"cpu"`` or a ``torch.device``.
-        transform: applied to each decoded item on ``device`` before batching (e.g. a resize, so
-            that images of different sizes stack).
+        transform: any callable, applied to each decoded (and already ``transforms``-ed) item on
+            ``device`` before batching (e.g. a normalisation). For resizing and cropping prefer
+            the dataset's ``transforms=``, applied as part of decoding.
         prefetch: decoded batches kept ready ahead of the consumer (>= 1, default 1).
         backend: force a decoding backend by name.
     """

@@ -5,10 +5,17 @@ worker returns :class:`EncodedImage` / :class:`EncodedClip` objects; :func:`coll
 into an :class:`EncodedBatch`; :class:`~gpuvio.data.DeviceLoader` decodes that batch in the main
 process. The decode functions here are the only place a sample is decoded, on the worker (CPU)
 path and on the device path alike, so the two paths cannot drift apart.
+
+Decode-time transforms travel with each sample (``transforms``). A dataset gives every sample
+its own :class:`~gpuvio.transforms.RandomCrop` seeds when it hands the sample out
+(:func:`gpuvio.transforms.per_item`), so a sample's window is drawn in ``__getitem__``, from that
+process's RNG, whatever process or thread decodes it later, and decoding it again gives the
+same window.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +23,9 @@ from typing import Any, Literal
 
 import torch
 
+from .._errors import InvalidArgumentError
 from .._types import ColorPolicy, ImageReadMode
+from ..transforms import RandomCrop, Transform, as_transforms, plan
 
 __all__ = ["EncodedBatch", "EncodedClip", "EncodedImage", "collate", "decode_clip", "decode_images",
            "decode_items", "stack_or_list", "worker_safe_device"]
@@ -24,8 +33,52 @@ __all__ = ["EncodedBatch", "EncodedClip", "EncodedImage", "collate", "decode_cli
 ClipFormat = Literal["TCHW", "THWC"]
 
 
+def fresh(transforms: tuple[Transform, ...]) -> tuple[Transform, ...]:
+    """``transforms`` with each seeded :class:`RandomCrop` started over from its seed.
+
+    An encoded sample's seeded crops are recipes: every decode of it (and of a pickled copy)
+    draws the same window. A crop with a generator and no seed, or none (the global RNG), draws
+    anew each time.
+    """
+    return tuple(RandomCrop(t.size, seed=t.seed) if isinstance(t, RandomCrop) and t.seed is not None else t
+                 for t in transforms)
+
+
+def _packed(transforms: tuple[Transform, ...]) -> tuple[Any, ...]:
+    """``transforms`` for pickling: a seeded crop as ``(size, seed)``, not its generator's 5 KB state
+    (which a DataLoader worker would send as one more shared-memory tensor per sample)."""
+    return tuple(("RandomCrop", t.size, t.seed) if isinstance(t, RandomCrop) and t.seed is not None else t
+                 for t in transforms)
+
+
+def _unpacked(packed: tuple[Any, ...]) -> tuple[Transform, ...]:
+    return tuple(RandomCrop(p[1], seed=p[2]) if isinstance(p, tuple) else p for p in packed)
+
+
+def _rebuild(cls: type, fields: dict[str, Any], packed: tuple[Any, ...]) -> Any:
+    return cls(**fields, transforms=_unpacked(packed))
+
+
+class _CarriesTransforms:
+    """For the encoded dataclasses: check ``transforms`` on creation, pickle it compactly."""
+
+    transforms: tuple[Transform, ...]
+
+    def __post_init__(self) -> None:
+        # a frozen dataclass: the checked tuple replaces what was given
+        object.__setattr__(self, "transforms", as_transforms(self.transforms))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                  if f.name != "transforms"}
+        return _rebuild, (type(self), fields, _packed(self.transforms))
+
+    def _transforms_repr(self) -> str:
+        return f", transforms={list(self.transforms)!r}" if self.transforms else ""
+
+
 @dataclass(frozen=True, repr=False)
-class EncodedImage:
+class EncodedImage(_CarriesTransforms):
     """One image file's bytes and how to decode them.
 
     Attributes:
@@ -33,25 +86,31 @@ class EncodedImage:
             through shared memory rather than a pipe).
         mode: the :class:`~gpuvio.ImageReadMode` to decode with.
         apply_exif_orientation: whether to turn the image upright from its EXIF tag.
+        transforms: decode-time :mod:`gpuvio.transforms`, applied after decoding (and after the
+            EXIF orientation); given as any ``transforms=`` value, kept as a tuple of gpuvio's.
+            A :class:`~gpuvio.transforms.RandomCrop` with a seed gives the same window at every
+            decode. Default ``()``: none.
     """
 
     data: torch.Tensor
     mode: ImageReadMode = ImageReadMode.RGB
     apply_exif_orientation: bool = False
+    transforms: tuple[Transform, ...] = ()
 
     def decode(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """``Tensor[C, H, W] uint8`` on ``device`` (see :func:`gpuvio.decode_image`)."""
+        """``Tensor[C, H, W] uint8`` on ``device`` (see :func:`gpuvio.decode_image`), H and W after
+        ``transforms``."""
         return decode_images([self], device=device)[0]
 
     def pin_memory(self) -> EncodedImage:
-        return EncodedImage(self.data.pin_memory(), self.mode, self.apply_exif_orientation)
+        return dataclasses.replace(self, data=self.data.pin_memory())
 
     def __repr__(self) -> str:
-        return f"EncodedImage({self.data.numel()} bytes, mode={self.mode.name})"
+        return f"EncodedImage({self.data.numel()} bytes, mode={self.mode.name}{self._transforms_repr()})"
 
 
 @dataclass(frozen=True, repr=False)
-class EncodedClip:
+class EncodedClip(_CarriesTransforms):
     """One clip of a video file, still encoded: the file and the frames to take from it.
 
     Attributes:
@@ -65,6 +124,10 @@ class EncodedClip:
         output_format: ``"TCHW"`` or ``"THWC"``.
         color: the colour policy, ``"torchvision"`` (default) or ``"accurate"``
             (see :func:`gpuvio.read_video`).
+        transforms: decode-time :mod:`gpuvio.transforms` for every frame of the clip, with one
+            random window for the whole clip; given as any ``transforms=`` value, kept as a tuple
+            of gpuvio's. A :class:`~gpuvio.transforms.RandomCrop` with a seed gives the same
+            window at every decode. Default ``()``: none.
     """
 
     data: torch.Tensor | str
@@ -74,21 +137,21 @@ class EncodedClip:
     positions: tuple[int, ...]
     output_format: ClipFormat = "TCHW"
     color: ColorPolicy = "torchvision"
+    transforms: tuple[Transform, ...] = ()
 
     def decode(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """``Tensor[T, C, H, W]`` (or ``[T, H, W, C]``) uint8 on ``device``."""
+        """``Tensor[T, C, H, W]`` (or ``[T, H, W, C]``) uint8 on ``device``, H and W after ``transforms``."""
         return decode_clip(self, device=device)
 
     def pin_memory(self) -> EncodedClip:
         if isinstance(self.data, str):
             return self
-        return EncodedClip(self.data.pin_memory(), self.start_pts, self.end_pts, self.offsets,
-                           self.positions, self.output_format, self.color)
+        return dataclasses.replace(self, data=self.data.pin_memory())
 
     def __repr__(self) -> str:
         what = repr(self.data) if isinstance(self.data, str) else f"{self.data.numel()} bytes"
         return (f"EncodedClip({what}, frames={len(self.offsets)}, pts={self.start_pts}..{self.end_pts}, "
-                f"{self.output_format})")
+                f"{self.output_format}{self._transforms_repr()})")
 
 
 class EncodedBatch(Sequence):
@@ -117,21 +180,39 @@ class EncodedBatch(Sequence):
 
 def decode_images(items: Sequence[EncodedImage], *, device: torch.device | str = "cpu",
                   backend: str | None = None) -> list[torch.Tensor]:
-    """Decode encoded images as batches (one :func:`gpuvio.decode_image` call per read mode).
+    """Decode encoded images as batches (one :func:`gpuvio.decode_image` call per read mode, EXIF
+    setting and set of deterministic transforms), then apply each item's ``transforms``.
+
+    Items with a :class:`~gpuvio.transforms.RandomCrop` are decoded in one batch too, and each is
+    then transformed with its own window, exactly as ``decode_image(transforms=...)`` transforms
+    (after decoding, on ``device``).
 
     Returns:
-        ``Tensor[C, H, W] uint8`` per item (uint16 for 16-bit PNGs), in order, on ``device``.
+        ``Tensor[C, H, W] uint8`` per item (uint16 for 16-bit PNGs), in order, on ``device``, H
+        and W after the item's ``transforms``.
+
+    Raises:
+        InvalidArgumentError: a crop larger than the image it crops (naming the item, or its place
+            in the batch given to :func:`gpuvio.decode_image`).
     """
     from .._image import decode_image
 
     out: list[torch.Tensor | None] = [None] * len(items)
-    groups: dict[tuple[ImageReadMode, bool], list[int]] = {}
+    groups: dict[tuple[ImageReadMode, bool, tuple[Transform, ...] | None], list[int]] = {}
     for i, item in enumerate(items):
-        groups.setdefault((item.mode, item.apply_exif_orientation), []).append(i)
-    for (mode, exif), members in groups.items():
+        random = any(isinstance(t, RandomCrop) for t in item.transforms)
+        # deterministic transforms are equal by value: items sharing them decode with them, as one batch
+        groups.setdefault((item.mode, item.apply_exif_orientation, None if random else item.transforms),
+                          []).append(i)
+    for (mode, exif, shared), members in groups.items():
         decoded = decode_image([items[i].data for i in members], mode=mode, apply_exif_orientation=exif,
-                               device=device, backend=backend)
+                               device=device, backend=backend, transforms=shared)
         for i, image in zip(members, decoded):
+            if shared is None:  # each item's own random windows
+                try:
+                    image = plan(fresh(items[i].transforms), int(image.shape[-2]), int(image.shape[-1])).apply(image)
+                except InvalidArgumentError as exc:
+                    raise InvalidArgumentError(f"item {i} of {len(items)}: {exc}") from exc
             out[i] = image
     return out  # type: ignore[return-value]
 
@@ -140,15 +221,22 @@ def decode_clip(clip: EncodedClip, *, device: torch.device | str = "cpu",
                 backend: str | None = None) -> torch.Tensor:
     """Decode one clip: the frames of ``[start_pts, end_pts]``, then the ones ``offsets`` picks.
 
+    ``clip.transforms`` are applied while decoding (``read_video(transforms=...)``), one random
+    window for all of the clip's frames.
+
     Returns:
         ``Tensor[T, C, H, W]`` (``output_format="TCHW"``) or ``Tensor[T, H, W, C]`` uint8 on
-        ``device``, T = ``len(clip.offsets)``.
+        ``device``, T = ``len(clip.offsets)``, H and W after ``clip.transforms``.
+
+    Raises:
+        InvalidArgumentError: a crop in ``clip.transforms`` larger than the frames it crops.
     """
     from .._video import read_video
     from .._video_reader import VideoReader
 
     video, _, _ = read_video(clip.data, clip.start_pts, clip.end_pts, pts_unit="pts",
-                             output_format=clip.output_format, device=device, backend=backend, color=clip.color)
+                             output_format=clip.output_format, device=device, backend=backend, color=clip.color,
+                             transforms=fresh(clip.transforms))
     span = clip.positions[-1] - clip.positions[0] + 1
     if video.shape[0] == span:
         if len(clip.offsets) == span:  # no resampling: every frame of the range
@@ -158,12 +246,17 @@ def decode_clip(clip: EncodedClip, *, device: torch.device | str = "cpu",
     # timestamps). Random access by display index still picks the frames the index describes.
     with VideoReader(clip.data, device=device, backend=backend, color=clip.color) as reader:
         frames = reader.get_frames_at(list(clip.positions))
+    if clip.transforms:
+        # the reference ops, afterwards: a reader given transforms would draw a window when it
+        # opens and another for get_frames_at, and the clip's window is the first one drawn
+        frames = plan(fresh(clip.transforms), int(frames.shape[-2]), int(frames.shape[-1])).apply(frames)
     return frames if clip.output_format == "TCHW" else frames.permute(0, 2, 3, 1)
 
 
 def decode_items(items: Sequence[EncodedImage | EncodedClip], *, device: torch.device | str = "cpu",
                  backend: str | None = None) -> list[torch.Tensor]:
-    """Decode encoded images (batched per read mode) and clips, in order, on ``device``."""
+    """Decode encoded images (batched per read mode) and clips, in order, on ``device``, each
+    transformed by its own ``transforms``."""
     out: list[Any] = [None] * len(items)
     images = [i for i, item in enumerate(items) if isinstance(item, EncodedImage)]
     if images:
@@ -229,7 +322,6 @@ def worker_safe_device(device: Any) -> Any:
     from torch.utils.data import get_worker_info
 
     from .._dispatch import parse_device
-    from .._errors import InvalidArgumentError
 
     parsed = parse_device(device)
     if get_worker_info() is None:

@@ -17,6 +17,7 @@ from .._errors import (
     MediaFileNotFoundError,
 )
 from .._types import DeviceLike, ImageReadMode
+from ..transforms import TransformsLike, as_transforms, per_item
 from ._encoded import EncodedImage, decode_images, source_for, worker_safe_device
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageDataset"]
@@ -54,17 +55,30 @@ class ImageDataset(Dataset):
     samples and ``labels`` (optional) their labels.
 
     Each item is ``(image, label)``: ``image`` is ``Tensor[C, H, W] uint8`` (C from ``mode``; uint16
-    for a 16-bit PNG in ``UNCHANGED`` mode), passed through ``transform`` if given, or an
-    :class:`~gpuvio.data.EncodedImage` with ``decode=False``; ``label`` is an int (-1 for a
-    file list without labels). Batch with ``collate_fn=gpuvio.data.collate`` unless every image has
-    the same size: it keeps images of different sizes as a list.
+    for a 16-bit PNG in ``UNCHANGED`` mode), H and W after ``transforms``, passed through
+    ``transform`` if given, or an :class:`~gpuvio.data.EncodedImage` (carrying ``transforms``)
+    with ``decode=False``; ``label`` is an int (-1 for a file list without labels). Batch with
+    ``collate_fn=gpuvio.data.collate`` unless every image has the same size: it keeps images of
+    different sizes as a list.
+
+    ``transforms`` (e.g. ``[Resize(256), RandomCrop(224)]``) resize and crop each image after
+    decoding, as ``gpuvio.decode_image(transforms=...)`` does, with one random window per image
+    drawn in ``__getitem__`` (from the crop's generator, by default torch's global RNG, which each
+    DataLoader worker seeds its own way). With ``decode=False`` the
+    :class:`~gpuvio.data.EncodedImage` carries a seed for that window, so the image gets the same
+    one wherever it is decoded. With a ``(h, w)`` resize or a crop last, images of every size
+    stack into one batch.
 
     Args:
         root_or_files: a folder, or a list of image files.
         mode: :class:`~gpuvio.ImageReadMode` or its name; default ``RGB`` (3 channels, as
             ImageFolder's loader gives).
-        transform: applied to each decoded image (not allowed with ``decode=False``: give it to
-            :class:`~gpuvio.data.DeviceLoader`).
+        transforms: decode-time :mod:`gpuvio.transforms` (``Resize``, ``CenterCrop``,
+            ``RandomCrop``, or torchvision's), applied in order, one random window per image.
+            Default None. A crop larger than a (resized) image raises
+            :class:`~gpuvio.InvalidArgumentError` when that image is decoded.
+        transform: any callable, applied to each decoded image after ``transforms`` (not allowed
+            with ``decode=False``: give it to :class:`~gpuvio.data.DeviceLoader`).
         labels: with a file list, one int per file.
         extensions: suffixes a folder is scanned for; default :data:`IMAGE_EXTENSIONS`.
         apply_exif_orientation: turn images upright from their EXIF tag. Default False.
@@ -84,7 +98,7 @@ class ImageDataset(Dataset):
                  transform: Callable[[torch.Tensor], Any] | None = None,
                  labels: Sequence[int] | None = None, extensions: Sequence[str] = IMAGE_EXTENSIONS,
                  apply_exif_orientation: bool = False, decode: bool = True, device: DeviceLike = "cpu",
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, transforms: TransformsLike = None) -> None:
         self.mode = ImageReadMode.parse(mode)
         exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
         if isinstance(root_or_files, (str, os.PathLike)):
@@ -110,8 +124,10 @@ class ImageDataset(Dataset):
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
         if not decode and transform is not None:
             raise InvalidArgumentError(
-                "transform runs on decoded images; with decode=False pass it to DeviceLoader(transform=...)")
+                "transform runs on decoded images; with decode=False pass it to DeviceLoader(transform=...), "
+                "or resize and crop at decode time with transforms=[...]")
         self.transform = transform
+        self.transforms = as_transforms(transforms)
         self.apply_exif_orientation = bool(apply_exif_orientation)
         self.decode = bool(decode)
         parse_device(device)
@@ -122,9 +138,14 @@ class ImageDataset(Dataset):
         return len(self.files)
 
     def encoded_image(self, idx: int) -> EncodedImage:
-        """Item ``idx``'s file bytes, as an :class:`EncodedImage`."""
+        """Item ``idx``'s file bytes, as an :class:`EncodedImage`.
+
+        Its ``transforms`` are the dataset's, each ``RandomCrop`` given a seed of its own drawn
+        here: each call draws a new window.
+        """
         data = source_for(self.files[idx], "bytes")
-        return EncodedImage(data, self.mode, self.apply_exif_orientation)  # type: ignore[arg-type]
+        return EncodedImage(data, self.mode, self.apply_exif_orientation,  # type: ignore[arg-type]
+                            per_item(self.transforms, 1)[0])
 
     def __getitem__(self, idx: int) -> tuple[Any, int]:
         encoded = self.encoded_image(idx)
@@ -137,5 +158,5 @@ class ImageDataset(Dataset):
 
     def __repr__(self) -> str:
         return (f"ImageDataset({len(self)} images, {len(self.classes)} classes, mode={self.mode.name}, "
-                f"decode={self.decode})")
+                f"decode={self.decode}" + (f", transforms={list(self.transforms)!r})" if self.transforms else ")"))
 
