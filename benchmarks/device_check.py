@@ -23,8 +23,9 @@ Writes ``OUTDIR/device_check.json``::
      "environment": {...}, "errors": [{"part", "error"}, ...]}
 
 ``details`` holds the benchmarks' tables (``gpu_video.py``: NVDEC against the CPU per codec and
-colour policy, issue #12; its docstring describes them); ``errors`` also says which required figure
-(issues 3, 4 and 12) is missing, and why.
+colour policy, issue #12; its docstring describes them; ``video_transforms`` / ``image_transforms``:
+the decode-time resize figures of ``gpu_transforms.py``, issue #13); ``errors`` also says which
+required figure (issues 3, 4, 12 and 13) is missing, and why.
 
 Nothing here may end the run early or lose what was measured:
 
@@ -83,15 +84,20 @@ PARTS: dict[str, tuple[str, ...]] = {
     "image": ("tests_cuda", "gpu_image"),
 }
 
-# the figures issues 3, 4 and 12 ask the device check for, by the benchmark that measures them
+# the figures issues 3, 4, 12 and 13 ask the device check for, by the benchmark that measures them
 REQUIRED = {
     "gpu_video": ("read_video_cuda_torchvision_1080p_h264_fps", "read_video_cuda_accurate_1080p_h264_fps",
                   "read_video_cpu_torchvision_1080p_h264_fps", "read_video_cpu_accurate_1080p_h264_fps",
                   "parity_max_abs_diff", "parity_mean_abs_diff", "parity_pass_torchvision", "parity_pass_accurate",
-                  "decode_videos_cuda_torchvision_1080p_h264_fps"),
+                  "decode_videos_cuda_torchvision_1080p_h264_fps",
+                  # issue 13 (gpu_transforms.py): decode-time resize on the GPU, and its pixels against the CPU's
+                  "read_video_cuda_noresize_1080p_h264_fps", "read_video_cuda_resize224_1080p_h264_fps",
+                  "transform_parity_mean_abs_diff_video", "transform_parity_pass_video"),
     "gpu_image": ("decode_jpeg_cuda_batch_imgs_per_s", "image_parity_mean_abs_diff",
                   "encode_jpeg_cuda_batch_imgs_per_s", "decode_jpeg_cpu_backend_all_cores_imgs_per_s",
-                  "encode_jpeg_cpu_backend_all_cores_imgs_per_s"),
+                  "encode_jpeg_cpu_backend_all_cores_imgs_per_s",
+                  "decode_image_cuda_resize224_batch_imgs_per_s", "image_transform_parity_mean_abs_diff",
+                  "image_transform_parity_pass"),
 }
 
 

@@ -22,6 +22,10 @@ It generates 256 ImageNet-size JPEGs (500x375, photo-like texture plus sensor-li
   hardware engine; ``backend_kinds=["hybrid"]``), and ``image_parity_mean_abs_diff_cuda_decoder`` for it.
 * ``decode_jpeg_cuda_batch_torchvision_imgs_per_s``: ``torchvision.io.decode_jpeg`` on the GPU,
   when torchvision is installed (a peer, same batch).
+* the decode-time transform figures of ``gpu_transforms.py`` (issue 13), on the same batch:
+  ``decode_image_{cuda,cpu}_resize224_batch_imgs_per_s`` (``transforms=[Resize(224)]``) and
+  ``image_transform_parity_*`` (CUDA against CPU, per image, mean <= 0.5), in
+  ``details["image_transforms"]``; ``--cpu-only`` measures the CPU figure alone.
 
 A gpuvio figure counts only when nvImageCodec served all of it: images the backend handed to the
 CPU backend (its ``fallbacks`` log) or that nvImageCodec decoded into host memory make it an
@@ -51,6 +55,7 @@ for _path in (str(REPO), str(HERE)):  # runnable from a checkout without install
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import gpu_transforms  # noqa: E402
 from _record import Recorder, caught_warnings  # noqa: E402
 
 # the backend's RuntimeWarning when nvImageCodec decoded into host memory: its CPU codecs did the
@@ -315,6 +320,9 @@ def run(rec: Recorder, *, cpu_only: bool = False, images: int = 256, repeats: in
     rec.guard("CPU backend on all cores", cpu_backend)
     if have_backend:
         rec.guard("nvImageCodec raw decode", raw_library)
+    # decode-time transforms (issue 13), after the required figures: CPU and CUDA img/s, CUDA vs CPU pixels
+    gpu_transforms.image(rec, tensors, cuda=not cpu_only, repeats=max(2, repeats // 2),
+                         served=lambda what, fn: _served_by(_dispatch.get_backend("nvimgcodec"), what, fn))
     if not cpu_only:
         rec.guard("CUDA-decoder-only backend", gpu_only_decoder)
         rec.guard("torchvision peer", torchvision_peer)

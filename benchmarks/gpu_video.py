@@ -33,7 +33,13 @@ then, on the 1080p clip only:
   engine at once (default policy), and ``raw_pynvvideocodec_multi_1080p_h264_fps`` for the same
   work with raw decoders in threads;
 * ``read_video_cuda_accurate_torchops_1080p_h264_fps``: ``accurate`` with the fused kernel
-  disabled (its fallback).
+  disabled (its fallback);
+
+and, on the same clip, the decode-time transform figures of ``gpu_transforms.py`` (issue 13):
+``read_video_cuda_{noresize,resize224}_1080p_h264_fps``, ``read_video_cpu_resize224_1080p_h264_fps``
+and ``transform_parity_*_video`` (CUDA against CPU for ``[Resize(256), CenterCrop(224)]``,
+mean <= 0.5), in ``details["video_transforms"]`` (after ``decode_videos``, before the torch-ops
+figure; a dry run measures the CPU one on its small clip).
 
 The same figures, with the targets and a per-policy summary (clips passed / failed / not
 measured), form the ``details["video_parity"]`` table of ``--json``; a row a run could not
@@ -68,6 +74,7 @@ for _path in (str(REPO), str(HERE)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+import gpu_transforms  # noqa: E402
 from _record import Recorder, caught_warnings  # noqa: E402
 
 if TYPE_CHECKING:
@@ -395,6 +402,8 @@ def run(rec: Recorder, *, dry_run: bool = False, workdir: str | os.PathLike[str]
     if not cuda:
         table["summary"] = {p: {"pass": None, "status": not_measured} for p in POLICIES}
         rec.save()
+        if tag in paths:  # the CPU half of the transform figures (a dry run checks the code path)
+            gpu_transforms.video(rec, paths[tag], tag, cuda=False, not_measured=not_measured, served=_on_nvdec)
         return
     rec.guard("fused kernel", check_fused)
     rec.guard("parity summary", lambda: _summarise(rec, table, [clip.tag for clip in clips]))
@@ -460,6 +469,8 @@ def run(rec: Recorder, *, dry_run: bool = False, workdir: str | os.PathLike[str]
         rec.add(f"raw_pynvvideocodec_multi_{tag}_fps", count / elapsed, "fps")
 
     rec.guard("decode_videos", multi_fps)
+    # decode-time transforms (issue 13): fps with and without Resize((224, 224)), CUDA vs CPU pixels
+    gpu_transforms.video(rec, main, tag, cuda=True, not_measured=not_measured, served=_on_nvdec)
 
     def torchops_fps() -> None:
         # the 'accurate' policy without the fused kernel (its fallback when the kernel is unavailable)
