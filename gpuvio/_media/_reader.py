@@ -215,9 +215,10 @@ class MediaReader:
         self._stream_number = index
         self._configure(streams[index])
         if kind == "video":
-            declared = self._declared_size(self._stream)
-            if self._transforms and (self.geometry is None or self.geometry.input_size != declared):
-                self.geometry = plan(self._transforms, *declared)
+            if self._transforms:
+                declared = self._declared_size(self._stream)
+                if self.geometry is None or self.geometry.input_size != declared:
+                    self.geometry = plan(self._transforms, *declared)
             self._decoding = self._sources.make(self._stream, "sequential")
         else:
             self._decoding = PyAVPackets()
