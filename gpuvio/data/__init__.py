@@ -13,16 +13,23 @@ Two ways to feed a training loop from a ``torch.utils.data.DataLoader``:
 Both ways decode with the same function (:func:`decode_items`) and give the same tensors (within
 the parity of the CPU and GPU backends). Batch with ``collate_fn=gpuvio.data.collate``.
 
+Both datasets take decode-time ``transforms=`` (:mod:`gpuvio.transforms`: ``Resize``,
+``CenterCrop``, ``RandomCrop``), with one random window per clip or image drawn in
+``__getitem__``; with ``decode=False`` the encoded item carries them (and its window's seed), so
+the DeviceLoader's decoding gives the same result as decoding in the workers.
+
 Example::
 
     from torch.utils.data import DataLoader
     from gpuvio.data import VideoClipDataset, DeviceLoader, RandomClipSampler, collate
+    from gpuvio.transforms import RandomCrop, Resize
 
-    ds = VideoClipDataset(paths, clip_len=16, step=4, frame_rate=15, decode=False, cache_dir=".clip-index")
+    ds = VideoClipDataset(paths, clip_len=16, step=4, frame_rate=15, decode=False, cache_dir=".clip-index",
+                          transforms=[Resize(128), RandomCrop(112)])
     loader = DataLoader(ds, batch_size=8, sampler=RandomClipSampler(ds, 5), num_workers=4,
                         collate_fn=collate)
     for clips, video_idx, clip_idx in DeviceLoader(loader, device="auto"):
-        ...  # clips: Tensor[8, 16, 3, H, W] uint8 on the GPU
+        ...  # clips: Tensor[8, 16, 3, 112, 112] uint8 on the GPU
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ path and on the device path alike, so the two paths cannot drift apart.
 
 Decode-time transforms travel with each sample (``transforms``). A dataset gives every sample
 its own :class:`~gpuvio.transforms.RandomCrop` seeds when it hands the sample out
-(:func:`gpuvio.transforms.per_item`), so a sample's window is drawn in ``__getitem__``, from that
-process's RNG, whatever process or thread decodes it later, and decoding it again gives the
-same window.
+(:func:`gpuvio.transforms.per_item`), so a sample's window is drawn in ``__getitem__`` (from the
+crop's generator, by default that process's torch RNG), whatever process or thread decodes it
+later, and decoding it again gives the same window.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = ["EncodedBatch", "EncodedClip", "EncodedImage", "collate", "decode_cli
 ClipFormat = Literal["TCHW", "THWC"]
 
 
-def fresh(transforms: tuple[Transform, ...]) -> tuple[Transform, ...]:
+def _fresh(transforms: tuple[Transform, ...]) -> tuple[Transform, ...]:
     """``transforms`` with each seeded :class:`RandomCrop` started over from its seed.
 
     An encoded sample's seeded crops are recipes: every decode of it (and of a pickled copy)
@@ -210,7 +210,7 @@ def decode_images(items: Sequence[EncodedImage], *, device: torch.device | str =
         for i, image in zip(members, decoded):
             if shared is None:  # each item's own random windows
                 try:
-                    image = plan(fresh(items[i].transforms), int(image.shape[-2]), int(image.shape[-1])).apply(image)
+                    image = plan(_fresh(items[i].transforms), int(image.shape[-2]), int(image.shape[-1])).apply(image)
                 except InvalidArgumentError as exc:
                     raise InvalidArgumentError(f"item {i} of {len(items)}: {exc}") from exc
             out[i] = image
@@ -236,7 +236,7 @@ def decode_clip(clip: EncodedClip, *, device: torch.device | str = "cpu",
 
     video, _, _ = read_video(clip.data, clip.start_pts, clip.end_pts, pts_unit="pts",
                              output_format=clip.output_format, device=device, backend=backend, color=clip.color,
-                             transforms=fresh(clip.transforms))
+                             transforms=_fresh(clip.transforms))
     span = clip.positions[-1] - clip.positions[0] + 1
     if video.shape[0] == span:
         if len(clip.offsets) == span:  # no resampling: every frame of the range
@@ -249,7 +249,7 @@ def decode_clip(clip: EncodedClip, *, device: torch.device | str = "cpu",
     if clip.transforms:
         # the reference ops, afterwards: a reader given transforms would draw a window when it
         # opens and another for get_frames_at, and the clip's window is the first one drawn
-        frames = plan(fresh(clip.transforms), int(frames.shape[-2]), int(frames.shape[-1])).apply(frames)
+        frames = plan(_fresh(clip.transforms), int(frames.shape[-2]), int(frames.shape[-1])).apply(frames)
     return frames if clip.output_format == "TCHW" else frames.permute(0, 2, 3, 1)
 
 
