@@ -79,8 +79,9 @@ class Resize:
         size: an int resizes the shorter side to it, keeping the aspect ratio (the longer side is
             ``int(size * long / short)``, as torchvision computes it); ``(h, w)`` resizes to
             exactly that. ``None`` only with ``max_size``.
-        max_size: if the longer side would exceed it, resize so that it equals ``max_size``
-            instead (only with an int ``size`` or ``None``). Default None.
+        max_size: with an int ``size``: if the longer side would exceed it, resize so that it
+            equals ``max_size`` instead. With ``size=None``: the longer side becomes ``max_size``
+            (enlarging if need be). Default None.
     """
 
     def __init__(self, size: int | Sequence[int] | None, *, max_size: int | None = None) -> None:
@@ -107,12 +108,13 @@ class Resize:
         if self.size is not None and len(self.size) == 2:
             return self.size[0], self.size[1]
         short, long = (width, height) if width <= height else (height, width)
-        if self.size is None:
-            new_short, new_long = short, long
+        if self.size is None:  # the longer side becomes max_size, up or down
+            assert self.max_size is not None
+            new_short, new_long = int(self.max_size * short / long), self.max_size
         else:
             new_short, new_long = self.size[0], int(self.size[0] * long / short)
-        if self.max_size is not None and new_long > self.max_size:
-            new_short, new_long = int(self.max_size * new_short / new_long), self.max_size
+            if self.max_size is not None and new_long > self.max_size:
+                new_short, new_long = int(self.max_size * new_short / new_long), self.max_size
         new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
         return max(new_h, 1), max(new_w, 1)
 
@@ -269,8 +271,9 @@ def as_transforms(transforms: TransformsLike) -> tuple[Transform, ...]:
     """
     if transforms is None:
         return ()
-    if isinstance(transforms, (Resize, CenterCrop, RandomCrop)) or type(transforms).__name__ == "Compose":
-        items: Iterable[Any] = [transforms]
+    if isinstance(transforms, (Resize, CenterCrop, RandomCrop)) or \
+            type(transforms).__module__.startswith("torchvision.transforms"):
+        items: Iterable[Any] = [transforms]  # one transform (or a Compose) on its own
     elif isinstance(transforms, (str, bytes)) or not isinstance(transforms, Iterable):
         raise InvalidInputTypeError(f"transforms must be a sequence of transforms ({_SUPPORTED}); got {transforms!r}")
     else:

@@ -273,10 +273,6 @@ def test_resize_output_size_known_values() -> None:
     assert Resize(None, max_size=200).output_size(240, 320) == (150, 200)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gpuvio bug: Resize(None, max_size=M).output_size keeps frames whose longer side is under M; "
-    "torchvision's v2 resize (and v2.Resize(None, max_size=M), which gpuvio converts) scales the "
-    "longer side to M either way, up too: 100x50 -> 300x150 with max_size=300"))
 def test_resize_size_none_scales_the_longer_side_up_to_max_size() -> None:
     assert Resize(None, max_size=300).output_size(100, 50) == (300, 150)
     frames = texture_frames(1, 100, 50).permute(0, 3, 1, 2)
