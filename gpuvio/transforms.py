@@ -400,6 +400,11 @@ def resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     x = frames.reshape(-1, *shape[-3:])
     if x.numel() == 0:
         return frames.new_empty((*shape[:-2], *size))
+    if x.shape[0] == 1 and x.stride(0) != x.numel() and x.is_contiguous(memory_format=torch.channels_last):
+        # one channels-last image (a decoder's [C, H, W] view of [H, W, C] memory): give the batch
+        # dimension the stride torch expects, so that interpolate keeps channels-last memory and
+        # its fast kernel (torchvision does the same)
+        x = x.as_strided(x.shape, (x.numel(), *x.stride()[1:]))
     dtype = x.dtype
     native = dtype in (torch.float32, torch.float64) or (dtype == torch.uint8 and x.device.type == "cpu")
     if not native:

@@ -12,7 +12,7 @@ import torch
 
 from ._media import MediaFile
 from ._timing import synced
-from ._workload import Contender, Target, Workload, first_line, gpuvio_label, import_peer
+from ._workload import Contender, Target, Workload, add_peer, gpuvio_label, import_peer
 
 __all__ = ["image_workloads"]
 
@@ -62,16 +62,6 @@ def image_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool)
     image = gpuvio.decode_image(data)
     size = f"{image.shape[2]}x{image.shape[1]}"
 
-    def peer(contenders: list[Contender], skip: list[dict[str, str]], label: str, reason: str | None,
-             make: Callable[[], Contender]) -> None:
-        if reason is not None:
-            skip.append({"contender": label, "reason": reason})
-            return
-        try:
-            contenders.append(make())
-        except Exception as exc:  # noqa: BLE001
-            skip.append({"contender": label, "reason": f"failed to set up: {first_line(exc)}"})
-
     if media.role == "jpeg":
         nvi, nvi_reason = import_peer("nvidia.nvimgcodec") if cuda else (None, None)
         _dali, dali_reason = import_peer("nvidia.dali") if cuda else (None, None)
@@ -88,12 +78,12 @@ def image_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool)
             if cuda:
                 cs.append(Contender("gpuvio (cpu backend, cpu)", "gpuvio", "cpu",
                                     lambda t=tensors: gpuvio.decode_image(t), view=view))
-            # peer() calls these makers at once; the defaults bind this iteration's values anyway
-            peer(cs, skip, "torchvision.io.decode_jpeg", tv_reason, lambda t=tensors, v=view: Contender(
+            # add_peer() calls these makers at once; the defaults bind this iteration's values anyway
+            add_peer(cs, skip, "torchvision.io.decode_jpeg", tv_reason, lambda t=tensors, v=view: Contender(
                 f"torchvision.io.decode_jpeg ({'cuda' if cuda else 'cpu'})", "torchvision", device,
                 synced(lambda: tv.decode_jpeg(t, device=device), device), view=v))
             if cuda:
-                peer(cs, skip, "torchvision.io.decode_jpeg (cpu)", tv_reason, lambda t=tensors, v=view: Contender(
+                add_peer(cs, skip, "torchvision.io.decode_jpeg (cpu)", tv_reason, lambda t=tensors, v=view: Contender(
                     "torchvision.io.decode_jpeg (cpu)", "torchvision", "cpu",
                     lambda: tv.decode_jpeg(t), view=v))
             if cpu_peers:
@@ -102,9 +92,9 @@ def image_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool)
                                     else (lambda k=n_images: [_pil_decode(raw) for _ in range(k)]),
                                     view=view))
             if cuda:
-                peer(cs, skip, "nvImageCodec", nvi_reason,
+                add_peer(cs, skip, "nvImageCodec", nvi_reason,
                      lambda it=items, v=view: _nvimgcodec_contender(nvi, it, device, gpu_index, v))
-                peer(cs, skip, "DALI", dali_reason,
+                add_peer(cs, skip, "DALI", dali_reason,
                      lambda k=n_images, v=view: _dali_contender(raw, k, device, gpu_index, v))
             title = f"decode_image JPEG {size}" + (f" (list of {n_images})" if n_images > 1 else "")
             targets = []
@@ -119,7 +109,7 @@ def image_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool)
                         is_gpuvio=True, view=_chw)]
         skip = []
         if cpu_peers:
-            peer(cs, skip, "torchvision.io.decode_png", tv_reason, lambda: Contender(
+            add_peer(cs, skip, "torchvision.io.decode_png", tv_reason, lambda: Contender(
                 "torchvision.io.decode_png", "torchvision", "cpu", lambda: tv.decode_png(data), view=_chw))
             cs.append(Contender("Pillow (libpng) -> tensor", "Pillow", "cpu", lambda: _pil_decode(raw),
                                 view=_chw))
@@ -136,14 +126,14 @@ def image_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool)
         if cuda:
             cs.append(Contender("gpuvio encode_jpeg (cpu tensor)", "gpuvio", "cpu",
                                 lambda: gpuvio.encode_jpeg(cpu_image, quality=75)))
-        peer(cs, skip, "torchvision.io.encode_jpeg", tv_reason, lambda: Contender(
+        add_peer(cs, skip, "torchvision.io.encode_jpeg", tv_reason, lambda: Contender(
             f"torchvision.io.encode_jpeg ({'cuda' if cuda else 'cpu'})", "torchvision", device,
             synced(lambda: tv.encode_jpeg(dev_image, quality=75), device)))
         if cpu_peers:
             cs.append(Contender("Pillow save(JPEG, quality=75)", "Pillow", "cpu",
                                 lambda: _pil_encode(cpu_image, "JPEG", quality=75)))
         if cuda:
-            peer(cs, skip, "nvImageCodec encoder", import_peer("nvidia.nvimgcodec")[1],
+            add_peer(cs, skip, "nvImageCodec encoder", import_peer("nvidia.nvimgcodec")[1],
                  lambda: _nvimgcodec_encoder(dev_image, gpu_index, device))
         for c in cs:
             c.view = _bytes_view
@@ -154,7 +144,7 @@ def image_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool)
                         lambda: gpuvio.encode_png(cpu_image, compression_level=6), is_gpuvio=True)]
         skip = []
         if cpu_peers:
-            peer(cs, skip, "torchvision.io.encode_png", tv_reason, lambda: Contender(
+            add_peer(cs, skip, "torchvision.io.encode_png", tv_reason, lambda: Contender(
                 "torchvision.io.encode_png", "torchvision", "cpu",
                 lambda: tv.encode_png(cpu_image, compression_level=6)))
             cs.append(Contender("Pillow save(PNG, compress_level=6)", "Pillow", "cpu",

@@ -16,14 +16,13 @@ promises to stay within a mean |diff| of 0.5 of, which is checked as a target be
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ._media import MediaFile
 from ._timing import synced
-from ._workload import Contender, Target, Workload, first_line, gpuvio_label, import_peer, nchw, nhwc
+from ._workload import Contender, Target, Workload, add_peer, first_line, gpuvio_label, import_peer, nchw, nhwc
 
 __all__ = ["GI_THEN_TV", "GV_THEN_TV", "TC_RESIZE", "TV_THEN_TV", "image_transform_workloads",
            "video_transform_workloads"]
@@ -37,17 +36,6 @@ GV_THEN_TV = "gpuvio read_video, then torchvision v2 resize"
 TC_RESIZE = "torchcodec CPU, FFmpeg threads auto, Resize transform"
 GI_THEN_TV = "gpuvio decode_image, then torchvision v2 resize"
 TV_THEN_TV = "torchvision.io.decode_jpeg, then v2 resize"
-
-
-def _add_peer(contenders: list[Contender], skip: list[dict[str, str]], label: str, reason: str | None,
-              make: Callable[[], Contender]) -> None:
-    if reason is not None:
-        skip.append({"contender": label, "reason": reason})
-        return
-    try:
-        contenders.append(make())
-    except Exception as exc:  # noqa: BLE001
-        skip.append({"contender": label, "reason": f"failed to set up: {first_line(exc)}"})
 
 
 def _tc_resize(size: tuple[int, int]) -> tuple[Any, str]:
@@ -98,7 +86,7 @@ def video_transform_workloads(media: MediaFile, device: str, quick: bool, cpu_pe
     if cuda:
         cs.append(Contender(f"gpuvio (cpu backend, cpu), {shown}", "gpuvio", "cpu",
                             lambda: gpuvio.read_video(path, pts_unit="sec", transforms=transforms)[0], view=nhwc))
-    _add_peer(cs, skip, GV_THEN_TV, tvf_reason, lambda: Contender(
+    add_peer(cs, skip, GV_THEN_TV, tvf_reason, lambda: Contender(
         f"{GV_THEN_TV} (antialias=True)", "gpuvio + torchvision", device, synced(lambda: then_resize(device), device),
         view=nchw, note="read_video, then torchvision.transforms.v2.functional.resize(frames_TCHW, "
                         f"{list(VIDEO_SIZE)}, antialias=True): the reference pixels"))
@@ -113,14 +101,14 @@ def video_transform_workloads(media: MediaFile, device: str, quick: bool, cpu_pe
         except Exception as exc:  # noqa: BLE001
             tc_reason = f"no Resize transform for torchcodec: {first_line(exc)}"
     if cpu_peers:
-        _add_peer(cs, skip, TC_RESIZE, tc_reason, lambda: Contender(
+        add_peer(cs, skip, TC_RESIZE, tc_reason, lambda: Contender(
             f"{TC_RESIZE} (get_frames_in_range)", "torchcodec", "cpu", lambda: tc_read("cpu", True), view=nhwc,
             note=f"VideoDecoder(num_ffmpeg_threads=0, {tc_note}); decoder created in each run"))
-        _add_peer(cs, skip, "torchcodec CPU, FFmpeg threads auto, no resize", tc_reason, lambda: Contender(
+        add_peer(cs, skip, "torchcodec CPU, FFmpeg threads auto, no resize", tc_reason, lambda: Contender(
             "torchcodec CPU, FFmpeg threads auto, no resize (get_frames_in_range)", "torchcodec", "cpu",
             lambda: tc_read("cpu", False), note="full-size frames, for reference; not compared"))
     if cuda:
-        _add_peer(cs, skip, "torchcodec CUDA, Resize transform", tc_reason, lambda: Contender(
+        add_peer(cs, skip, "torchcodec CUDA, Resize transform", tc_reason, lambda: Contender(
             "torchcodec CUDA, Resize transform (get_frames_in_range)", "torchcodec", device,
             synced(lambda: tc_read(device, True), device), view=nhwc, note=tc_note))
     targets: list[Target] = []
@@ -168,12 +156,12 @@ def image_transform_workloads(media: MediaFile, device: str, quick: bool, cpu_pe
     if cuda:
         cs.append(Contender(f"gpuvio (cpu backend, cpu), {shown}", "gpuvio", "cpu",
                             lambda: gpuvio.decode_image(data, transforms=transforms), view=view))
-    _add_peer(cs, skip, GI_THEN_TV, tvf_reason, lambda: Contender(
+    add_peer(cs, skip, GI_THEN_TV, tvf_reason, lambda: Contender(
         f"{GI_THEN_TV} (antialias=True)", "gpuvio + torchvision", device,
         synced(lambda: resize(gpuvio.decode_image(data, device=device)), device), view=view,
         note=f"decode_image, then torchvision.transforms.v2.functional.resize(image, [{IMAGE_SIZE}], "
              "antialias=True): the reference pixels"))
-    _add_peer(cs, skip, TV_THEN_TV, tv_reason or tvf_reason, lambda: Contender(
+    add_peer(cs, skip, TV_THEN_TV, tv_reason or tvf_reason, lambda: Contender(
         f"{TV_THEN_TV} ({'cuda' if cuda else 'cpu'})", "torchvision", device,
         synced(lambda: resize(tv.decode_jpeg(data, device=device)), device), view=view))
     targets: list[Target] = []

@@ -22,7 +22,7 @@ import torch
 
 from ._media import MediaFile
 from ._timing import synced
-from ._workload import Contender, Target, Workload, first_line, gpuvio_label, import_peer, nchw, nhwc
+from ._workload import Contender, Target, Workload, add_peer, gpuvio_label, import_peer, nchw, nhwc
 
 __all__ = ["CEILING", "TC_AUTO", "TC_DEFAULT", "TV08", "pyav_decode_only", "pyav_frames_at", "pyav_rgb24_stack",
            "pyav_seek_read", "torchvision08_read_video", "video_workloads"]
@@ -200,15 +200,9 @@ def video_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool)
         kwargs = {} if threads is None else {"num_ffmpeg_threads": threads}
         return tc.VideoDecoder(path, dimension_order="NHWC", device=dev, **kwargs)
 
-    def add_peer(contenders: list[Contender], make: Callable[[], Contender], library: str,
-                 reason: str | None, skip: list[dict[str, str]]) -> None:
-        if reason is not None:
-            skip.append({"contender": library, "reason": reason})
-            return
-        try:
-            contenders.append(make())
-        except Exception as exc:  # noqa: BLE001
-            skip.append({"contender": library, "reason": f"failed to set up: {first_line(exc)}"})
+    def peer(contenders: list[Contender], make: Callable[[], Contender], library: str,
+             reason: str | None, skip: list[dict[str, str]]) -> None:
+        add_peer(contenders, skip, library, reason, make)
 
     # 1. read_video of the whole clip
     with av.open(path) as probe:
@@ -236,22 +230,22 @@ def video_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool)
                                  "nothing: an upper bound, not a peer"))
         rv.append(Contender("PyAV to_ndarray(rgb24) + stack", "PyAV", "cpu",
                             lambda: pyav_rgb24_stack(path), view=nhwc, note="thread_type AUTO"))
-        add_peer(rv, lambda: Contender(
+        peer(rv, lambda: Contender(
             f"{TC_AUTO} (get_frames_in_range)", "torchcodec", "cpu",
             lambda: tc_decoder("cpu", 0).get_frames_in_range(0, n).data, view=nhwc,
             note="num_ffmpeg_threads=0, seek_mode exact; decoder created in each run"),
             "torchcodec CPU, FFmpeg threads auto", tc_reason, rv_skip)
-        add_peer(rv, lambda: Contender(
+        peer(rv, lambda: Contender(
             f"{TC_DEFAULT} (num_ffmpeg_threads={_tc_default_threads(tc)}; get_frames_in_range)",
             "torchcodec", "cpu", lambda: tc_decoder("cpu", None).get_frames_in_range(0, n).data,
             view=nhwc, note="torchcodec's default settings; decoder created in each run"),
             "torchcodec CPU, default", tc_reason, rv_skip)
     if device.startswith("cuda"):
-        add_peer(rv, lambda: Contender(
+        peer(rv, lambda: Contender(
             "torchcodec CUDA (get_frames_in_range)", "torchcodec", device,
             synced(lambda: tc_decoder(device).get_frames_in_range(0, n).data, device), view=nhwc),
             "torchcodec CUDA", tc_reason, rv_skip)
-        add_peer(rv, lambda: Contender(
+        peer(rv, lambda: Contender(
             "PyNvVideoCodec SimpleDecoder (RGB)", "PyNvVideoCodec", device,
             synced(lambda: _nvc_frames(nvc, path, gpu_index, list(range(n))), device), view=nhwc),
             "PyNvVideoCodec", nvc_reason, rv_skip)
@@ -284,12 +278,12 @@ def video_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool)
     if cpu_peers:
         sk.append(Contender("PyAV seek + decode to the time", "PyAV", "cpu",
                             lambda: pyav_seek_read(path, times, per_seek), view=nhwc))
-        add_peer(sk, lambda: Contender(
+        peer(sk, lambda: Contender(
             "torchcodec CPU, FFmpeg threads auto (get_frames_in_range per seek)", "torchcodec", "cpu",
             lambda: _tc_ranges(tc_decoder("cpu"), starts, per_seek), view=nhwc),
             "torchcodec CPU", tc_reason, sk_skip)
     if device.startswith("cuda"):
-        add_peer(sk, lambda: Contender(
+        peer(sk, lambda: Contender(
             "torchcodec CUDA (get_frames_in_range per seek)", "torchcodec", device,
             synced(lambda: _tc_ranges(tc_decoder(device), starts, per_seek), device), view=nhwc),
             "torchcodec CUDA", tc_reason, sk_skip)
@@ -306,16 +300,16 @@ def video_workloads(media: MediaFile, device: str, quick: bool, cpu_peers: bool)
     if cpu_peers:
         ra.append(Contender("PyAV seek + decode per frame", "PyAV", "cpu",
                             lambda: pyav_frames_at(path, pts, indices), view=nhwc))
-        add_peer(ra, lambda: Contender(
+        peer(ra, lambda: Contender(
             "torchcodec CPU, FFmpeg threads auto (get_frames_at)", "torchcodec", "cpu",
             lambda: tc_decoder("cpu").get_frames_at(indices).data, view=nhwc),
             "torchcodec CPU", tc_reason, ra_skip)
     if device.startswith("cuda"):
-        add_peer(ra, lambda: Contender(
+        peer(ra, lambda: Contender(
             "torchcodec CUDA (get_frames_at)", "torchcodec", device,
             synced(lambda: tc_decoder(device).get_frames_at(indices).data, device), view=nhwc),
             "torchcodec CUDA", tc_reason, ra_skip)
-        add_peer(ra, lambda: Contender(
+        peer(ra, lambda: Contender(
             "PyNvVideoCodec get_batch_frames_by_index (RGB)", "PyNvVideoCodec", device,
             synced(lambda: _nvc_frames(nvc, path, gpu_index, indices), device), view=nhwc),
             "PyNvVideoCodec", nvc_reason, ra_skip)

@@ -89,6 +89,19 @@ def first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
+def add_peer(contenders: list[Contender], skip: list[dict[str, str]], label: str, reason: str | None,
+              make: Callable[[], Contender]) -> None:
+    """Append ``make()`` to ``contenders``, or record in ``skip`` why ``label`` is left out: the
+    ``reason`` its library is missing, or the error ``make`` raised."""
+    if reason is not None:
+        skip.append({"contender": label, "reason": reason})
+        return
+    try:
+        contenders.append(make())
+    except Exception as exc:  # noqa: BLE001  (a peer that cannot set up is reported, not fatal)
+        skip.append({"contender": label, "reason": f"failed to set up: {first_line(exc)}"})
+
+
 def sample_frames(video: torch.Tensor) -> torch.Tensor:
     """Six frames of ``[N, H, W, C]`` spread over the clip (the first two, so a B-frame of the
     first GOP, a third, half, two thirds, the last), on the CPU: enough to compare."""
