@@ -208,6 +208,16 @@ class RgbConverter:
         # would skip a pass but is 1-3 levels off torchvision's pixels on average (its filters
         # and chroma differ), far outside the 0.5 that decode-time transforms promise.
         height, width = geometry.input_size
+        if self.policy == "torchvision" and (frame.height, frame.width) == (height, width):
+            # resize swscale's own rgb24 buffer (to_rgb()'s pixels): no copy into a buffer of ours.
+            # (Its packed 32-bit output would be faster but differs from rgb24 on some sizes and
+            # formats: swscale takes another path for it.)
+            plane = self._reformat(frame, "rgb24").planes[0]
+            rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+            rgb = rows[:, : plane.width * 3].reshape(plane.height, plane.width, 3)
+            result = geometry.apply(torch.from_numpy(rgb).permute(2, 0, 1))
+            torch.from_numpy(out).copy_(result if layout == "CHW" else result.permute(1, 2, 0))
+            return
         buffers = self._local.__dict__.setdefault("buffers", {})
         scratch = buffers.get((height, width))
         if scratch is None:
@@ -221,14 +231,7 @@ class RgbConverter:
                              size: tuple[int, int] | None) -> None:
         # PyAV's to_rgb() with its defaults (frame's colorspace, unspecified range, BILINEAR),
         # but one thread: swscale's slice threads would be made and joined per context
-        kwargs: dict[str, Any] = {} if size is None else {"width": size[0], "height": size[1]}
-        import av
-
-        try:
-            packed = self._reformatter().reformat(frame, format="rgb24", threads=1, **kwargs)
-        except av.FFmpegError as exc:
-            raise DecodeError(f"a decoded {frame.width}x{frame.height} {frame.format.name} frame could not be "
-                              f"converted to RGB: {exc}") from None
+        packed = self._reformat(frame, "rgb24", size)
         plane = packed.planes[0]
         rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
         rgb = rows[:, : plane.width * 3].reshape(plane.height, plane.width, 3)
@@ -236,6 +239,18 @@ class RgbConverter:
             np.copyto(out, rgb.transpose(2, 0, 1))
         else:
             np.copyto(out, rgb)
+
+    def _reformat(self, frame: Any, format: str, size: tuple[int, int] | None = None) -> Any:
+        """swscale's default conversion of ``frame`` (to_rgb()'s) to a packed RGB ``format``, at
+        ``size`` (width, height) if given."""
+        kwargs: dict[str, Any] = {} if size is None else {"width": size[0], "height": size[1]}
+        import av
+
+        try:
+            return self._reformatter().reformat(frame, format=format, threads=1, **kwargs)
+        except av.FFmpegError as exc:
+            raise DecodeError(f"a decoded {frame.width}x{frame.height} {frame.format.name} frame could not be "
+                              f"converted to RGB: {exc}") from None
 
     def _convert_with_policy(self, frame: Any, out: np.ndarray, layout: Layout) -> None:
         from gpuvio._color import color_policy, yuv_to_rgb
