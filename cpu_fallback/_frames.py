@@ -202,29 +202,28 @@ class RgbConverter:
             out[:, :, 0], out[:, :, 1], out[:, :, 2] = r, g, b
 
     def _convert_transformed(self, frame: Any, out: np.ndarray, layout: Layout, geometry: Geometry) -> None:
-        # The exact conversion at full size into a per-thread buffer (reused, so no fresh pages
-        # to fault in per frame), then torchvision's own resize from its channels-last view,
-        # which torch's native uint8 kernel takes fastest. swscale scaling straight from YUV
-        # would skip a pass but is 1-3 levels off torchvision's pixels on average (its filters
-        # and chroma differ), far outside the 0.5 that decode-time transforms promise.
+        # The exact conversion at full size, then torchvision's own resize of its channels-last
+        # view (torch's native uint8 kernel is fastest on that) into the small output. swscale
+        # scaling straight from YUV would skip a pass but is 1-3 levels off torchvision's pixels
+        # on average (its filters and chroma differ), far outside the 0.5 transforms promise.
         height, width = geometry.input_size
         if self.policy == "torchvision" and (frame.height, frame.width) == (height, width):
-            # resize swscale's own rgb24 buffer (to_rgb()'s pixels): no copy into a buffer of ours.
-            # (Its packed 32-bit output would be faster but differs from rgb24 on some sizes and
-            # formats: swscale takes another path for it.)
+            # swscale's own rgb24 frame (to_rgb()'s pixels) is resized as it is, with no copy. (Its
+            # packed 32-bit output would be faster, but swscale takes other paths for it whose
+            # pixels differ from rgb24 on some sizes, NV12 and 10-bit.)
             plane = self._reformat(frame, "rgb24").planes[0]
             rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-            rgb = rows[:, : plane.width * 3].reshape(plane.height, plane.width, 3)
-            result = geometry.apply(torch.from_numpy(rgb).permute(2, 0, 1))
-            torch.from_numpy(out).copy_(result if layout == "CHW" else result.permute(1, 2, 0))
-            return
-        buffers = self._local.__dict__.setdefault("buffers", {})
-        scratch = buffers.get((height, width))
-        if scratch is None:
-            buffers.clear()
-            scratch = buffers[(height, width)] = np.empty((height, width, 3), dtype=np.uint8)
-        self.convert_into(frame, scratch, "HWC")
-        result = geometry.apply(torch.from_numpy(scratch).permute(2, 0, 1))
+            full = rows[:, : plane.width * 3].reshape(plane.height, plane.width, 3)
+        else:
+            # the other policy, or a frame to scale to the stream's size first: converted into a
+            # per-thread buffer, reused frame to frame
+            buffers = self._local.__dict__.setdefault("buffers", {})
+            full = buffers.get((height, width))
+            if full is None:
+                buffers.clear()
+                full = buffers[(height, width)] = np.empty((height, width, 3), dtype=np.uint8)
+            self.convert_into(frame, full, "HWC")
+        result = geometry.apply(torch.from_numpy(full).permute(2, 0, 1))
         torch.from_numpy(out).copy_(result if layout == "CHW" else result.permute(1, 2, 0))
 
     def _convert_like_to_rgb(self, frame: Any, out: np.ndarray, layout: Layout,
