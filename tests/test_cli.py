@@ -48,6 +48,10 @@ def test_demo_small_runs_every_step(capsys, tmp_path):
         assert c.streams.video[0].codec_context.name == "mpeg4"
     assert "lossless round trip: identical" in out
     assert "backend cpu" in out
+    # decode-time transforms: exactly torchvision's resize and crop on the CPU
+    assert f"vframes uint8 [{vframes.shape[0]}, 112, 112, 3], resized and cropped while decoding" in out
+    assert "mean |diff| 0.000 from torchvision's resize and crop" in out
+    assert "-> uint8 [3, 128, 128] on cpu" in out
 
 
 def test_python_dash_m_gpuvio_is_the_cli():

@@ -125,6 +125,17 @@ def _video_steps(media: dict[str, Path], device: Any) -> list[Step]:
         return (f"MPEG-4 Part 2 in AVI: vframes {shape(v)}, no audio -> aframes {shape(a)}, "
                 f"info {info}; {t[0] * 1000:.0f} ms; backend {served_by('read_video', device)}")
 
+    def read_resized() -> str:
+        from gpuvio.transforms import CenterCrop, Resize, apply
+
+        steps = [Resize(128), CenterCrop(112)]
+        with timer(device) as t:
+            v, _, _ = gpuvio.read_video(clip, pts_unit="sec", device=device, transforms=steps)
+        full, _, _ = gpuvio.read_video(clip, pts_unit="sec", device=device)
+        diff = (v.float() - apply(full, steps, layout="HWC").float()).abs().mean().item()
+        return (f"vframes {shape(v)}, resized and cropped while decoding; {t[0] * 1000:.0f} ms; "
+                f"mean |diff| {diff:.3f} from torchvision's resize and crop of the full frames (bound 0.5)")
+
     def timestamps() -> str:
         # the timestamps come from demuxing alone: no decoder, so no backend is involved
         pts, fps = gpuvio.read_video_timestamps(clip, pts_unit="sec")
@@ -163,6 +174,7 @@ def _video_steps(media: dict[str, Path], device: Any) -> list[Step]:
         ("read_video(clip.mp4, pts_unit='sec')", read_all),
         ("read_video(clip.mp4, 0.5, 1.0, pts_unit='sec')", read_range),
         ("read_video(clip.avi, pts_unit='sec')", read_avi),
+        ("read_video(clip.mp4, transforms=[Resize(128), CenterCrop(112)])", read_resized),
         ("read_video_timestamps(clip.mp4, pts_unit='sec')", timestamps),
         ("VideoReader(clip.mp4).seek(middle), then next() x4", reader_seek),
         ("VideoReader(clip.mp4).get_frames_at([...])", reader_batch),
@@ -183,6 +195,13 @@ def _image_steps(media: dict[str, Path], device: Any) -> list[Step]:
             img = gpuvio.decode_image(data, device=device)
         return (f"{size(data.numel())} of JPEG -> {shape(img)} on {img.device}; "
                 f"{t[0] * 1000:.1f} ms; backend {served_by('decode_image', device)}")
+
+    def decode_resized() -> str:
+        from gpuvio.transforms import RandomCrop, Resize
+
+        img = gpuvio.decode_image(gpuvio.read_file(jpg), device=device,
+                                  transforms=[Resize(160), RandomCrop(128, seed=0)])
+        return f"-> {shape(img)} on {img.device}: shorter side to 160, then a 128x128 window (seed 0)"
 
     def decode_png() -> str:
         img = gpuvio.read_image(png, mode=gpuvio.ImageReadMode.GRAY, device=device)
@@ -210,6 +229,7 @@ def _image_steps(media: dict[str, Path], device: Any) -> list[Step]:
 
     return [
         ("decode_image(read_file('photo.jpg'))", decode_jpeg),
+        ("decode_image(photo.jpg, transforms=[Resize(160), RandomCrop(128, seed=0)])", decode_resized),
         ("read_image('graphic.png', mode=ImageReadMode.GRAY)", decode_png),
         ("encode_jpeg(image, quality=90)", roundtrip_jpeg),
         ("encode_png(image)", roundtrip_png),
