@@ -49,6 +49,7 @@ __all__ = [
     "as_transforms",
     "per_item",
     "plan",
+    "restarted",
 ]
 
 
@@ -308,6 +309,13 @@ def per_item(transforms: tuple[Transform, ...], count: int) -> list[tuple[Transf
             for item in items:
                 item.append(transform)
     return [tuple(item) for item in items]
+
+
+def restarted(transforms: tuple[Transform, ...]) -> tuple[Transform, ...]:
+    """``transforms`` with each seeded :class:`RandomCrop` started over from its seed (a fresh
+    copy), so that a read done again draws the same window. Other transforms are kept as they are."""
+    return tuple(RandomCrop(t.size, seed=t.seed) if isinstance(t, RandomCrop) and t.seed is not None else t
+                 for t in transforms)
 
 
 #: One resolved step: ``("resize", h, w)`` or ``("crop", top, left, h, w)``.

@@ -131,3 +131,40 @@ def test_fused_resize_kernel_source_matches_the_staged_path(tmp_path: Path):
             to_float = (got.int() - float_path.int()).abs()
             assert to_float.max() <= 1 and to_float.float().mean() <= 0.05, (steps, matrix, full, planar)
             assert (got.int() - cpu_reference.int()).abs().float().mean() <= 0.5, (steps, matrix, full, planar)
+
+
+def test_a_read_that_falls_back_mid_stream_keeps_its_random_window(generated, monkeypatch):
+    """NVDEC giving up after some frames restarts the read on the CPU: the window drawn for the
+    first attempt is kept, so the result is the CPU's read with the same RNG state."""
+    import warnings
+
+    import gpuvio
+    from _software_nv12 import NAME, SoftwareNv12Session, registered
+    from gpuvio._backends._nvdec_plan import NvdecUnsupported
+
+    calls = {"n": 0}
+    decode = SoftwareNv12Session.decode
+
+    def failing(self, packet):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise NvdecUnsupported("test: the decoder gives up mid-stream")
+        return decode(self, packet)
+
+    monkeypatch.setattr(SoftwareNv12Session, "decode", failing)
+    path = generated["h264"]
+    steps = [Resize(200), RandomCrop(150)]
+    with registered():
+        torch.manual_seed(7)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got, _, info = gpuvio.read_video(path, pts_unit="sec", backend=NAME, transforms=steps)
+    assert calls["n"] > 10 and info["fallback"] is not None, info
+    assert any("cannot decode" in str(w.message) for w in caught)
+    torch.manual_seed(7)
+    want, _, _ = gpuvio.read_video(path, pts_unit="sec", transforms=steps)
+    assert got.shape == want.shape and torch.equal(got, want)
+    # and the window is a real draw: another seed gives other frames
+    torch.manual_seed(8)
+    other, _, _ = gpuvio.read_video(path, pts_unit="sec", transforms=steps)
+    assert not torch.equal(other, want)

@@ -145,9 +145,13 @@ def _decode_range(container: Any, stream: Any, selection: Selection, source: Any
 
 def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout: Layout, source: FrameSource,
                        reopen: Callable[[], Any] | None, *, fresh: bool,
-                       transforms: tuple[Transform, ...] = ()) -> torch.Tensor:
+                       transforms: tuple[Transform, ...] = (), drawn: list[Geometry | None] | None = None
+                       ) -> torch.Tensor:
     """The selected frames of ``stream``: ``Tensor[T, H, W, 3]`` (or ``[T, 3, H, W]``) uint8 on
-    the source's device, converted (and transformed) as they come."""
+    the source's device, converted (and transformed) as they come.
+
+    ``drawn``: where the resolved transforms are kept (or taken from, when it already holds
+    them), so that a read started over gives the same random window."""
     reserve_front = start > 0  # slot 0 waits for the frame before start, if it turns out needed
     capacity = capacity_hint(stream, start, end) + int(reserve_front)
     sinks: list[FrameSink] = []
@@ -155,8 +159,13 @@ def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout
 
     def sink_for(frame: Any) -> FrameSink:
         if not sinks:  # made at the first frame kept: random windows are drawn once per read
-            sinks.append(source.sink(capacity=capacity, layout=layout,
-                                     geometry=frame_geometry(transforms, stream, frame)))
+            if drawn:
+                geometry = drawn[0]
+            else:
+                geometry = frame_geometry(transforms, stream, frame)
+                if drawn is not None:
+                    drawn.append(geometry)
+            sinks.append(source.sink(capacity=capacity, layout=layout, geometry=geometry))
         return sinks[0]
 
     def keep(pts: int, frame: Any) -> None:
@@ -276,16 +285,17 @@ def read_video(source: Any, *, start_pts: Any, end_pts: Any, pts_unit: str, deco
             start, end = _units(vstream, start_pts, end_pts, pts_unit)
             frames, fallback = video_source(decoder, vstream, source=source, operation="read_video",
                                             device=device, color=color, purpose="range", consumer=consumer)
+            drawn: list[Geometry | None] = []  # should the read start over on the CPU: the same window
             try:
                 video = _read_video_stream(container, vstream, start, end, layout, frames, reopen, fresh=True,
-                                           transforms=transforms)
+                                           transforms=transforms, drawn=drawn)
             except SourceUnsupported as exc:  # found out while decoding: again, on the CPU
                 frames.close()
                 fallback = fall_back(decoder.name, "read_video", source, str(exc))
                 frames = cpu_decoder().frame_source(vstream, device=device, color=color, purpose="range")
                 with reopen() as fresh:
                     video = _read_video_stream(fresh, fresh.streams.video[0], start, end, layout, frames,
-                                               reopen, fresh=True, transforms=transforms)
+                                               reopen, fresh=True, transforms=transforms, drawn=drawn)
             finally:
                 frames.close()
             served.update(backend=frames.backend if fallback is None else "cpu", fallback=fallback)

@@ -25,23 +25,12 @@ import torch
 
 from .._errors import InvalidArgumentError
 from .._types import ColorPolicy, ImageReadMode
-from ..transforms import RandomCrop, Transform, as_transforms, plan
+from ..transforms import RandomCrop, Transform, as_transforms, plan, restarted
 
 __all__ = ["EncodedBatch", "EncodedClip", "EncodedImage", "collate", "decode_clip", "decode_images",
            "decode_items", "stack_or_list", "worker_safe_device"]
 
 ClipFormat = Literal["TCHW", "THWC"]
-
-
-def _fresh(transforms: tuple[Transform, ...]) -> tuple[Transform, ...]:
-    """``transforms`` with each seeded :class:`RandomCrop` started over from its seed.
-
-    An encoded sample's seeded crops are recipes: every decode of it (and of a pickled copy)
-    draws the same window. A crop with a generator and no seed, or none (the global RNG), draws
-    anew each time.
-    """
-    return tuple(RandomCrop(t.size, seed=t.seed) if isinstance(t, RandomCrop) and t.seed is not None else t
-                 for t in transforms)
 
 
 def _packed(transforms: tuple[Transform, ...]) -> tuple[Any, ...]:
@@ -210,7 +199,7 @@ def decode_images(items: Sequence[EncodedImage], *, device: torch.device | str =
         for i, image in zip(members, decoded):
             if shared is None:  # each item's own random windows
                 try:
-                    image = plan(_fresh(items[i].transforms), int(image.shape[-2]), int(image.shape[-1])).apply(image)
+                    image = plan(restarted(items[i].transforms), int(image.shape[-2]), int(image.shape[-1])).apply(image)
                 except InvalidArgumentError as exc:
                     raise InvalidArgumentError(f"item {i} of {len(items)}: {exc}") from exc
             out[i] = image
@@ -236,7 +225,7 @@ def decode_clip(clip: EncodedClip, *, device: torch.device | str = "cpu",
 
     video, _, _ = read_video(clip.data, clip.start_pts, clip.end_pts, pts_unit="pts",
                              output_format=clip.output_format, device=device, backend=backend, color=clip.color,
-                             transforms=_fresh(clip.transforms))
+                             transforms=restarted(clip.transforms))
     span = clip.positions[-1] - clip.positions[0] + 1
     if video.shape[0] == span:
         if len(clip.offsets) == span:  # no resampling: every frame of the range
@@ -249,7 +238,7 @@ def decode_clip(clip: EncodedClip, *, device: torch.device | str = "cpu",
     if clip.transforms:
         # the reference ops, afterwards: a reader given transforms would draw a window when it
         # opens and another for get_frames_at, and the clip's window is the first one drawn
-        frames = plan(_fresh(clip.transforms), int(frames.shape[-2]), int(frames.shape[-1])).apply(frames)
+        frames = plan(restarted(clip.transforms), int(frames.shape[-2]), int(frames.shape[-1])).apply(frames)
     return frames if clip.output_format == "TCHW" else frames.permute(0, 2, 3, 1)
 
 
