@@ -169,6 +169,20 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="session")
+def tiny_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny clips for the training-data tests: 30 fps with B-frames, 25 fps with audio, and one
+    too short for most clips."""
+    from gpuvio._samples import make_sample_video
+
+    root = tmp_path_factory.mktemp("tiny_clips")
+    return {
+        "a": make_sample_video(root / "a.mp4", width=96, height=64, seconds=1.0, fps=30, gop=10, audio=False),
+        "b": make_sample_video(root / "b.mp4", width=96, height=64, seconds=0.8, fps=25, gop=8, seed=1),
+        "short": make_sample_video(root / "short.mp4", width=96, height=64, seconds=0.1, fps=30, audio=False),
+    }
+
+
 def write_resolution_switch(path: Path, *, frames: int, pts_gap: int, shade: Callable[[int, int], int]) -> Path:
     """An MPEG-TS file of two H.264 sequences, 160x96 then 128x80 (the SPS changes mid-stream).
 

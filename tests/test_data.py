@@ -41,16 +41,8 @@ from gpuvio.data import (
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny clips: 30 fps with B-frames, 25 fps, and one too short for most clips."""
-    from gpuvio._samples import make_sample_video
-
-    root = tmp_path_factory.mktemp("clips")
-    return {
-        "a": make_sample_video(root / "a.mp4", width=96, height=64, seconds=1.0, fps=30, gop=10, audio=False),
-        "b": make_sample_video(root / "b.mp4", width=96, height=64, seconds=0.8, fps=25, gop=8, seed=1),
-        "short": make_sample_video(root / "short.mp4", width=96, height=64, seconds=0.1, fps=30, audio=False),
-    }
+def clips(tiny_clips: dict[str, Path]) -> dict[str, Path]:
+    return tiny_clips  # conftest's, shared with the other training-data tests
 
 
 def decoded_pts(path: Path) -> tuple[list[int], float]:

@@ -40,16 +40,8 @@ LOADER_TIMEOUT = 120  # seconds a DataLoader waits for a worker's batch before f
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny clips: 30 fps with B-frames, 25 fps with audio, and one too short for a clip."""
-    from gpuvio._samples import make_sample_video
-
-    root = tmp_path_factory.mktemp("transform_clips")
-    return {
-        "a": make_sample_video(root / "a.mp4", width=96, height=64, seconds=1.0, fps=30, gop=10, audio=False),
-        "b": make_sample_video(root / "b.mp4", width=96, height=64, seconds=0.8, fps=25, gop=8, seed=1),
-        "short": make_sample_video(root / "short.mp4", width=96, height=64, seconds=0.1, fps=30, audio=False),
-    }
+def clips(tiny_clips: dict[str, Path]) -> dict[str, Path]:
+    return tiny_clips  # conftest's, shared with the other training-data tests
 
 
 @pytest.fixture(scope="module")
