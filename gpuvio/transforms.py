@@ -11,13 +11,19 @@ datasets of :mod:`gpuvio.data` and :mod:`gpuvio.ray`. They are applied in order.
 **Semantics.** The result is what ``torchvision.transforms.v2.functional`` gives when applied to
 the untransformed decoded frames: ``resize`` (bilinear, ``antialias=True``), ``center_crop``,
 ``crop``, with torchvision's size rules (an int is the shorter side, ``(h, w)`` is exact).
-Decoders do the work fused (swscale scales straight from YUV on the CPU; libjpeg's DCT scaling
-shrinks JPEGs first where that stays close), so pixels are within a **mean absolute difference
-of 0.5** (uint8 levels) of that reference, on every device; :func:`apply` is the reference itself.
+Every device stays within a **mean absolute difference of 0.5** (uint8 levels) of that
+reference; :func:`apply` is the reference itself. How the work is done:
+
+* CPU video: each frame is converted exactly (torchvision's pixels) and resized by torch's own
+  kernel straight into the small output, on the conversion threads while FFmpeg decodes: the
+  result equals the reference bit for bit, and no full-size frame tensor is returned or kept.
+* NVDEC: one CUDA kernel goes from the decoder's NV12 surface to the resized and cropped RGB
+  (self-checked on the device, else the full-size frame then torch's ops on the GPU).
+* Images: decoded, then transformed by the reference ops on the result's device.
 
 ``torchvision.transforms.v2`` (and v1) ``Resize``, ``CenterCrop`` and ``RandomCrop`` objects, and a
 ``Compose`` of them, are accepted in place of gpuvio's and recognised without importing
-torchvision. Options gpuvio does not implement (another interpolation, padding) raise
+torchvision. Options gpuvio does not implement (another interpolation, ``antialias=False``, padding) raise
 :class:`~gpuvio.InvalidArgumentError` naming what is supported.
 
 **Randomness.** :class:`RandomCrop` draws one window per read: per ``read_video`` call, per
