@@ -12,8 +12,9 @@ into their records (``Recorder``), so that it needs no extra media, stage or tim
 * ``transform_parity_{max_abs_diff,mean_abs_diff,pass}_video``: the whole clip read with
   ``transforms=[Resize(256), CenterCrop(224)]`` on ``device="cuda"`` against ``device="cpu"``;
   pass: mean |diff| <= 0.5 (the tolerance :mod:`gpuvio.transforms` promises on every device);
-* ``fused_resize_kernel_used``: 1 when no CUDA read fell back from the fused NV12-to-resized-RGB
-  kernel (``resize_kernel_status()`` is empty), else 0 and the reasons in the details.
+* ``fused_resize_kernel_used``: 1 when the fused NV12-to-resized-RGB kernel wrote frames
+  (``resize_kernel_launches()``) and no CUDA read fell back from it (``resize_kernel_status()`` is
+  empty), else 0 and the reasons and launch count in the details.
 
 :func:`image`, on ``gpu_image.py``'s batch of JPEGs:
 
@@ -123,11 +124,12 @@ def video(rec: Any, path: Path, tag: str, *, cuda: bool, not_measured: str,
             rec.log(f"  transform parity {VIDEO_PARITY}: MISSED (mean {result['mean_abs_diff']:.4f} > {BOUND})")
 
     def kernel() -> None:
-        from gpuvio._backends._nvdec_resize import resize_kernel_status
+        from gpuvio._backends._nvdec_resize import resize_kernel_launches, resize_kernel_status
 
         status = resize_kernel_status()
         table["resize_kernel_status"] = status
-        rec.add("fused_resize_kernel_used", float(not status), "bool")
+        table["resize_kernel_launches"] = resize_kernel_launches()
+        rec.add("fused_resize_kernel_used", float(not status and resize_kernel_launches() > 0), "bool")
 
     rec.guard("cuda read_video with and without Resize((224, 224))", fps)
     rec.guard(f"cuda read_video parity {VIDEO_PARITY}", parity)

@@ -27,16 +27,23 @@ from gpuvio.transforms import CenterCrop, RandomCrop, Resize, plan
 from test_nvdec import _CUDA_ON_CPU, _build_twin
 
 
-@pytest.mark.parametrize("in_size,out_size", [(1080, 224), (1920, 398), (640, 640), (100, 37), (37, 100), (7, 3), (3, 8)])
+@pytest.mark.parametrize("in_size,out_size", [(1080, 224), (1920, 398), (640, 640), (100, 37), (37, 100), (7, 3),
+                                              (3, 8), (120, 180), (224, 1080)])
 def test_filter_weights_are_torchs(in_size, out_size):
+    """The weights are torch's, probed through interpolate: float32 ones (computed in float32, as
+    its CUDA kernel does; its CPU float32 path agrees to the last bit or two) and within float32
+    rounding of the float64 ones."""
     start, count, weights = filter_weights(in_size, out_size)
+    assert start.dtype == count.dtype == torch.int32 and weights.dtype == torch.float32
     dense = torch.zeros(out_size, in_size, dtype=torch.float64)
     for i in range(out_size):
         dense[i, start[i]:start[i] + count[i]] = weights[i, :count[i]].double()
-    basis = torch.eye(in_size, dtype=torch.float64).reshape(in_size, 1, 1, in_size)
-    probed = torch.nn.functional.interpolate(basis, size=(1, out_size), mode="bilinear", antialias=True,
-                                             align_corners=False).reshape(in_size, out_size).T
-    assert torch.allclose(dense, probed, atol=1e-6)
+        assert not weights[i, count[i]:].any()  # zero padding past the taps
+    for dtype, atol in ((torch.float32, 1e-7), (torch.float64, 2e-5)):
+        basis = torch.eye(in_size, dtype=dtype).reshape(in_size, 1, 1, in_size)
+        probed = torch.nn.functional.interpolate(basis, size=(1, out_size), mode="bilinear", antialias=True,
+                                                 align_corners=False).reshape(in_size, out_size).T.double()
+        assert torch.allclose(dense, probed, rtol=0, atol=atol), (dtype, float((dense - probed).abs().max()))
 
 
 def test_fusable_geometries():

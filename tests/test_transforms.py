@@ -808,6 +808,22 @@ def test_read_video_other_clips(clips: dict[str, Path], device: str, clip: str, 
         assert got.shape[2] <= got.shape[1]
 
 
+@pytest.mark.cuda("nvdec")
+def test_nvdec_resizes_with_the_fused_kernel(clips: dict[str, Path]) -> None:
+    """On a GPU the fused NV12 -> resized RGB kernel itself runs (a silent fall-back to the staged
+    path would still pass the parity tests): it passes its self-check and writes every frame."""
+    from gpuvio._backends._nvdec_resize import resize_kernel_launches, resize_kernel_status
+
+    transforms = [Resize(128), CenterCrop(112)]
+    before = resize_kernel_launches()
+    frames, _, info = gpuvio.read_video(str(clips["h264"]), device="cuda", transforms=transforms)
+    assert info.get("backend") == "nvdec", info
+    assert resize_kernel_status() == {}
+    assert resize_kernel_launches() - before >= frames.shape[0] > 0
+    plain = gpuvio.read_video(str(clips["h264"]), device="cpu")[0]
+    assert_transformed(frames, T.apply(plain, transforms, layout="HWC"), "cuda", "fused kernel")
+
+
 SHARED_VIDEOS = [
     (("torchcodec", "nasa_13013.mp4"), {"start_pts": 2.0, "end_pts": 3.0, "pts_unit": "sec"}),
     (("torchcodec", "h265_video.mp4"), {}),

@@ -9,9 +9,10 @@ the "torchvision" policy's RGB (PyAV's ``to_rgb()``, :mod:`gpuvio._swscale_rgb`)
   resize and/or one crop (:func:`fusable`). Each thread makes one output pixel: it converts the
   source pixels under torch's antialiasing filter with swscale's integer arithmetic (nearest
   chroma, as ``to_rgb()``) and sums them with torch's filter weights (:func:`filter_weights`,
-  computed on the host as ATen computes them), so no full-size RGB frame exists. It is used only
-  after a self-check on the device has found it within one level of the staged path everywhere
-  (the float sums run in another order than torch's), and otherwise the staged path is.
+  computed on the host in float32 as ATen's CUDA kernel computes them), so no full-size RGB frame
+  exists. It sums in torch's order (columns within a row, then rows); compiler FMA contraction may
+  still round an exact half the other way, so it is used only after a self-check on the device
+  has found it within one level of the staged path everywhere, and otherwise the staged path is.
 
 Nothing here imports CuPy or touches CUDA until a fused kernel is asked for.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from .._forksafe import ForkSafeLock
@@ -29,7 +31,7 @@ from ..transforms import Geometry
 from ._nvdec_color import _BLOCK, _Launcher, swscale_kernel_params
 
 __all__ = ["RESIZE_KERNEL_SOURCE", "FusedResizeKernel", "filter_weights", "fusable", "fused_resize_kernel",
-           "resize_kernel_status", "staged_transform"]
+           "resize_kernel_launches", "resize_kernel_status", "staged_transform"]
 
 
 def fusable(geometry: Geometry) -> bool:
@@ -39,28 +41,40 @@ def fusable(geometry: Geometry) -> bool:
 
 
 def filter_weights(in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """torch's antialiased bilinear filter along one axis (ATen's ``_compute_weights_aa``).
+    """torch's antialiased bilinear filter along one axis, as its CUDA kernel computes it.
 
     Returns ``(start, count, weights)``: int32 ``[out_size]`` first input index and number of
     taps per output index, and float32 ``[out_size, taps]`` normalised weights (zero-padded).
+
+    ATen's CUDA resize computes the weights in float32 (``_compute_weights_span`` and
+    ``_compute_weights``: only ``1 / scale`` is divided in double first), so this does the same
+    operations in float32, in the same order: float64 weights round differently and moved
+    exact-half sums of upscales to the other level on a few percent of pixels.
     """
-    scale = in_size / out_size
-    support = scale if scale >= 1.0 else 1.0
-    invscale = 1.0 / scale if scale >= 1.0 else 1.0
+    f32 = np.float32
+    scale = f32(in_size) / f32(out_size)
+    support = scale if scale >= 1.0 else f32(1.0)
+    invscale = f32(1.0 / float(scale)) if scale >= 1.0 else f32(1.0)
     taps = int(math.ceil(support)) * 2 + 1
-    starts, counts, rows = [], [], []
+    starts = np.empty(out_size, dtype=np.int32)
+    counts = np.empty(out_size, dtype=np.int32)
+    rows = np.zeros((out_size, taps), dtype=np.float32)
     for i in range(out_size):
-        center = scale * (i + 0.5)
-        xmin = max(int(center - support + 0.5), 0)
-        xsize = min(int(center + support + 0.5), in_size) - xmin
-        w = [max(0.0, 1.0 - abs((j + xmin - center + 0.5) * invscale)) for j in range(xsize)]
-        total = sum(w)
-        w = [v / total for v in w] if total != 0.0 else w
-        starts.append(xmin)
-        counts.append(xsize)
-        rows.append(w + [0.0] * (taps - xsize))
-    return (torch.tensor(starts, dtype=torch.int32), torch.tensor(counts, dtype=torch.int32),
-            torch.tensor(rows, dtype=torch.float32))
+        center = scale * (f32(i) + f32(0.5))
+        xmin = max(int(center - support + f32(0.5)), 0)
+        xsize = min(int(center + support + f32(0.5)), in_size) - xmin
+        offset = f32(xmin) - center
+        w = [f32(0.0)] * xsize
+        total = f32(0.0)
+        for j in range(xsize):
+            distance = abs((f32(j) + offset + f32(0.5)) * invscale)
+            w[j] = f32(1.0) - distance if distance < 1.0 else f32(0.0)
+            total = total + w[j]
+        if total != 0.0:
+            w = [v / total for v in w]
+        starts[i], counts[i] = xmin, xsize
+        rows[i, :xsize] = w
+    return torch.from_numpy(starts), torch.from_numpy(counts), torch.from_numpy(rows)
 
 
 def staged_transform(rgb: torch.Tensor, geometry: Geometry, dest: torch.Tensor) -> None:
@@ -150,16 +164,16 @@ class FusedResizeKernel(_Launcher):
         self._tables = [t.to(device) for t in (*rows, *cols)]  # kept alive while the kernel may run
 
     def __call__(self, surface: torch.Tensor, out: torch.Tensor) -> None:
-        import numpy as np
-
         height, width = self.geometry.input_size
         out_h, out_w = self.geometry.output_size
         planar = not out.is_contiguous() and out.permute(2, 0, 1).is_contiguous()
         if surface.dtype != torch.uint8 or tuple(surface.shape) != (height * 3 // 2, width) or \
-                not surface.is_contiguous() or out.shape != (out_h, out_w, 3) or not (planar or out.is_contiguous()):
-            raise ValueError(f"the resize kernel takes a contiguous {width}x{height} NV12 surface and an "
-                             f"[{out_h}, {out_w}, 3] destination; got {tuple(surface.shape)} {surface.dtype} "
-                             f"and {tuple(out.shape)}")
+                not surface.is_contiguous() or out.dtype != torch.uint8 or out.shape != (out_h, out_w, 3) or \
+                not (planar or out.is_contiguous()) or out.device != surface.device:
+            raise ValueError(f"the resize kernel takes a contiguous {width}x{height} uint8 NV12 surface and an "
+                             f"[{out_h}, {out_w}, 3] uint8 destination on the same device; got "
+                             f"{tuple(surface.shape)} {surface.dtype} on {surface.device} and {tuple(out.shape)} "
+                             f"{out.dtype} on {out.device}")
         ys, yn, yw, xs, xn, xw = self._tables
         grid = ((out_w + _BLOCK[0] - 1) // _BLOCK[0], (out_h + _BLOCK[1] - 1) // _BLOCK[1], 1)
         pointer = np.uint64
@@ -169,6 +183,8 @@ class FusedResizeKernel(_Launcher):
             pointer(ys.data_ptr()), pointer(yn.data_ptr()), pointer(yw.data_ptr()), np.int32(yw.shape[1]),
             pointer(xs.data_ptr()), pointer(xn.data_ptr()), pointer(xw.data_ptr()), np.int32(xw.shape[1]),
             *self._params))
+        global _launches
+        _launches += 1  # a plain int: a lost increment between threads only undercounts a statistic
 
 
 def reference(surface: torch.Tensor, geometry: Geometry, *, matrix: SwsMatrix, full_range: bool) -> torch.Tensor:
@@ -199,8 +215,9 @@ def _self_check(kernel: FusedResizeKernel, device: torch.device, matrix: SwsMatr
 
 _lock = ForkSafeLock()
 _modules: dict[int, Any] = {}
-_reasons: dict[str, str] = {}
+_reasons: dict[tuple[Any, ...], tuple[str, str]] = {}  # key -> (label, why the staged path runs)
 _checked: set[tuple[Any, ...]] = set()
+_launches = 0
 
 
 def fused_resize_kernel(device: torch.device, geometry: Geometry, *, matrix: SwsMatrix,
@@ -213,9 +230,10 @@ def fused_resize_kernel(device: torch.device, geometry: Geometry, *, matrix: Sws
         return None
     index = device.index if device.index is not None else torch.cuda.current_device()
     key = (index, matrix, bool(full_range), geometry.input_size, geometry.scale, geometry.output_size)
-    label = f"cuda:{index} {matrix} {'full' if full_range else 'limited'} {geometry.input_size}->{geometry.output_size}"
+    label = (f"cuda:{index} {matrix} {'full' if full_range else 'limited'} {geometry.input_size}->"
+             f"{geometry.scale}->{geometry.output_size}")
     with _lock:
-        if label in _reasons:
+        if key in _reasons:
             return None
         try:
             import cupy
@@ -231,13 +249,22 @@ def fused_resize_kernel(device: torch.device, geometry: Geometry, *, matrix: Sws
         except Exception as exc:  # an optional accelerator: any failure means "use the staged path"
             kernel, reason = None, f"{type(exc).__name__}: {exc}"
         if reason is not None:
-            _reasons[label] = reason
+            # for the rest of the process, even if the failure was transient (out of memory while
+            # checking): the staged path gives the same frames, only slower
+            _reasons[key] = (label, reason)
             return None
         _checked.add(key)
         return kernel
 
 
 def resize_kernel_status() -> dict[str, str]:
-    """Why the fused resize kernel was not used, per setting where it was not."""
+    """Why the fused resize kernel was not used, per setting where it was not (device, colour
+    matrix and range, input -> intermediate -> output size)."""
     with _lock:
-        return dict(_reasons)
+        return dict(_reasons.values())
+
+
+def resize_kernel_launches() -> int:
+    """How many frames the fused kernel has written in this process (the device check's proof
+    that it ran, not only that it did not fail)."""
+    return _launches

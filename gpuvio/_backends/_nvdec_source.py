@@ -178,6 +178,10 @@ class NvdecFrameSource:
         with torch.cuda.stream(self._consumer):
             tensor = torch.empty(shape, dtype=torch.uint8, device=self.device)
         tensor.record_stream(self._session.stream)  # type: ignore[attr-defined]
+        # The caching allocator may hand out a block the consumer freed while its own work still
+        # reads it (`for frame in reader: model(frame)` frees the last frame as the next comes):
+        # safe on the consumer's stream, not on the session's, so the session waits for it first
+        self._session.stream.wait_stream(self._consumer)  # type: ignore[attr-defined]
         return tensor
 
     def on_consumer(self, make: Any) -> torch.Tensor:
