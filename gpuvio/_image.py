@@ -26,7 +26,7 @@ from ._formats import ImageFormat, sniff_image_format
 from ._protocols import DecodedImage, EncodedImage
 from ._source import atomic_output, encoded_view, read_file
 from ._types import DeviceLike, ImageReadMode
-from .transforms import Transform, TransformsLike, as_transforms, per_item, plan
+from .transforms import Transform, TransformsLike, as_transforms, plan
 
 __all__ = [
     "decode_avif",
@@ -153,9 +153,11 @@ def _decode(input: Any, mode: ImageReadMode | str, apply_exif_orientation: bool,
     outputs = iter(decoded)
     results: list[DecodedImage] = [p if isinstance(p, GpuvioError) else next(outputs) for p in prepared]
     if steps:
-        # decoded first, then resized and cropped by torchvision's own ops on the result's device:
-        # libjpeg's DCT scaling was measured 1-4 levels off them on photos (mean), too far
-        results = [_transformed(r, each) for r, each in zip(results, per_item(steps, len(results)))]
+        # decoded first, then resized and cropped by torchvision's own ops on the result's device
+        # (libjpeg's DCT scaling misses the tolerance: benchmarks/jpeg_dct_scaling.py), one image
+        # after another in list order on this thread, so random windows are drawn just as
+        # torchvision's RandomCrop applied to each image in turn would draw them
+        results = [_transformed(r, steps) for r in results]
     if not batch:
         if isinstance(results[0], BaseException):
             raise results[0]

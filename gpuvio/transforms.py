@@ -30,7 +30,12 @@ torchvision. Options gpuvio does not implement (another interpolation, ``antiali
 image, per clip of a dataset, per ``get_frames_at`` call; a :class:`~gpuvio.VideoReader`'s
 sequential ``next()`` frames share one window, drawn when the reader opens. Windows are drawn
 as torchvision draws them (``torch.randint`` for the top, then the left), from the global RNG
-by default, so torch's seeding (and ``DataLoader``'s per-worker seeds) applies.
+by default, so torch's seeding (and ``DataLoader``'s per-worker seeds) applies. Datasets and
+``decode_videos`` first draw one seed per item (:func:`per_item`), so that items decoded
+concurrently, or later by ``DeviceLoader``, keep the window drawn for them.
+
+**Edge cases.** Integer frames other than uint8 (16-bit images) are resized in float32 and
+rounded to the nearest level; torchvision truncates uint16, so it can be one level lower.
 """
 
 from __future__ import annotations
@@ -195,6 +200,8 @@ class RandomCrop:
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
                 raise InvalidInputTypeError(f"RandomCrop seed must be an int; got {seed!r}")
+            if not -(2**63) <= int(seed) < 2**64:  # what torch.Generator.manual_seed takes
+                raise InvalidArgumentError(f"RandomCrop seed must be in [-2**63, 2**64); got {seed!r}")
             generator = torch.Generator().manual_seed(int(seed))
         self.generator = generator
         self.seed = seed
@@ -232,6 +239,15 @@ Transform = Union[Resize, CenterCrop, RandomCrop]
 #: (or a torchvision ``Compose`` of them), or None for none.
 TransformsLike = Union[Sequence[Any], Any, None]
 
+def _no_padding(padding: Any) -> bool:
+    """Whether a torchvision ``padding`` adds nothing: None, 0, or a sequence of zeros (v1 keeps
+    ``padding=0`` as given, v2 turns it into ``[0, 0, 0, 0]``)."""
+    if padding is None:
+        return True
+    values = padding if isinstance(padding, Sequence) and not isinstance(padding, (str, bytes)) else [padding]
+    return all(isinstance(v, numbers.Number) and v == 0 for v in values)
+
+
 _SUPPORTED = "gpuvio.transforms.Resize/CenterCrop/RandomCrop or torchvision.transforms(.v2) Resize/CenterCrop/RandomCrop"
 
 
@@ -259,10 +275,10 @@ def _from_torchvision(obj: Any) -> list[Transform] | None:
     if name in ("CenterCrop", "RandomCrop"):
         if name == "RandomCrop":
             padding, pad = getattr(obj, "padding", None), getattr(obj, "pad_if_needed", False)
-            if padding is not None or pad:
+            if not _no_padding(padding) or pad:
                 raise InvalidArgumentError(
                     f"gpuvio's RandomCrop does not pad; got padding={padding!r}, pad_if_needed={pad!r} "
-                    "(supported: padding=None, pad_if_needed=False)")
+                    "(supported: padding=None or 0, pad_if_needed=False)")
             return [RandomCrop(obj.size)]
         return [CenterCrop(obj.size)]
     raise InvalidArgumentError(f"torchvision transform {name} is not supported at decode time; supported: {_SUPPORTED}")
@@ -406,7 +422,8 @@ def resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``torchvision.transforms.v2.functional.resize`` (bilinear, antialias) of ``Tensor[..., C, H, W]``.
 
     uint8 on the CPU is resized natively, as torchvision does; other dtypes and devices go
-    through float32 and are rounded back.
+    through float32 and back, integers rounded to the nearest (torchvision truncates uint16: its
+    result is up to one level below this one), floating point not rounded.
     """
     if tuple(frames.shape[-2:]) == tuple(size):
         return frames
@@ -425,10 +442,9 @@ def resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         x = x.float()
     x = torch.nn.functional.interpolate(x, size=list(size), mode="bilinear", align_corners=False, antialias=True)
     if not native:
-        x = x.round_()
-        if not dtype.is_floating_point:
+        if not dtype.is_floating_point:  # integers are rounded (uint16 too, where torchvision truncates)
             info = torch.iinfo(dtype)
-            x = x.clamp_(info.min, info.max)
+            x = x.round_().clamp_(info.min, info.max)
         x = x.to(dtype)
     return x.reshape(*shape[:-2], *size)
 

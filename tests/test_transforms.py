@@ -29,7 +29,7 @@ import torch
 
 import gpuvio
 import gpuvio.transforms as T
-from conftest import IMAGE_DEVICES
+from conftest import IMAGE_DEVICES, write_resolution_switch
 from gpuvio import _forksafe
 from gpuvio.transforms import CenterCrop, Geometry, RandomCrop, Resize
 
@@ -234,6 +234,8 @@ def test_equality_and_hashing() -> None:
     (lambda: RandomCrop(5, seed=1.5), gpuvio.InvalidInputTypeError, ["seed", "1.5"]),
     (lambda: RandomCrop(5, seed="1"), gpuvio.InvalidInputTypeError, ["seed", "'1'"]),
     (lambda: RandomCrop(5, seed=True), gpuvio.InvalidInputTypeError, ["seed", "True"]),
+    (lambda: RandomCrop(5, seed=2**64), gpuvio.InvalidArgumentError, ["seed", str(2**64), "2**64"]),
+    (lambda: RandomCrop(5, seed=-2**63 - 1), gpuvio.InvalidArgumentError, ["seed", str(-2**63 - 1), "-2**63"]),
 ])
 def test_validation_names_the_value(make: Callable[[], Any], error: type, words: list[str]) -> None:
     with pytest.raises(error) as raised:
@@ -467,6 +469,12 @@ def test_apply_layouts_batches_and_dtypes() -> None:
     want = torch.nn.functional.interpolate(floats, size=(40, 53), mode="bilinear", antialias=True,
                                            align_corners=False)
     assert torch.equal(T.apply(floats, [Resize(40)]), want)
+    # half precision goes through float32 and back, not rounded to whole numbers
+    halves = floats.half()
+    want = torch.nn.functional.interpolate(halves.float(), size=(40, 53), mode="bilinear", antialias=True,
+                                           align_corners=False).half()
+    assert torch.equal(T.apply(halves, [Resize(40)]), want)
+    assert RandomCrop(5, seed=2**64 - 1).seed == 2**64 - 1 and RandomCrop(5, seed=-2**63).seed == -2**63
     with pytest.raises(gpuvio.InvalidArgumentError, match="layout"):
         T.apply(chw, transforms, layout="NHWC")
 
@@ -506,6 +514,9 @@ def test_fake_torchvision_objects_are_converted(module: str) -> None:
         assert type(got) is type(want) and got == want, (obj.__dict__, got, want)
     (crop,) = T.as_transforms([fake_random_crop((10, 20), module=module)])
     assert isinstance(crop, RandomCrop) and crop.size == (10, 20) and crop.generator is None and crop.seed is None
+    for nothing in (0, [0, 0], [0, 0, 0, 0]):  # padding that adds nothing (v1 keeps 0, v2 makes it a list)
+        (crop,) = T.as_transforms([fake_random_crop(8, module=module, padding=nothing)])
+        assert isinstance(crop, RandomCrop) and crop.size == (8, 8)
 
 
 def test_fake_compose_is_flattened() -> None:
@@ -527,7 +538,7 @@ def test_fake_compose_is_flattened() -> None:
     (fake_resize(64, antialias=False), gpuvio.InvalidArgumentError, ["antialias=True", "antialias=False"]),
     # torchvision reads antialias=None as False for tensors
     (fake_resize(64, antialias=None), gpuvio.InvalidArgumentError, ["antialias=True", "antialias=None"]),
-    (fake_random_crop(8, padding=4), gpuvio.InvalidArgumentError, ["padding=4", "padding=None"]),
+    (fake_random_crop(8, padding=4), gpuvio.InvalidArgumentError, ["padding=4", "padding=None or 0"]),
     (fake_random_crop(8, padding=[1, 2]), gpuvio.InvalidArgumentError, ["padding=[1, 2]"]),
     (fake_random_crop(8, pad_if_needed=True), gpuvio.InvalidArgumentError, ["pad_if_needed=True",
                                                                             "pad_if_needed=False"]),
@@ -824,6 +835,33 @@ def test_nvdec_resizes_with_the_fused_kernel(clips: dict[str, Path]) -> None:
     assert_transformed(frames, T.apply(plain, transforms, layout="HWC"), "cuda", "fused kernel")
 
 
+def test_resolution_change_mid_stream(tmp_path: Path) -> None:
+    """Transforms start from the frames the untransformed call returns: read_video's are all at
+    the first kept frame's size, next()'s each at its own, get_frames_at's at the size the batch
+    gets, wherever the sequential reader stands."""
+    path = str(write_resolution_switch(tmp_path / "switch.ts", frames=8, pts_gap=8,
+                                       shade=lambda index, i: 20 * (i + 1) + 40 * index))
+    one = [Resize(37)]
+    for kwargs in ({}, {"start_pts": 0.2, "end_pts": 0.5, "pts_unit": "sec"},
+                   {"start_pts": 0.4, "end_pts": 1.0, "pts_unit": "sec"}):
+        plain = gpuvio.read_video(path, **kwargs)[0]
+        assert_transformed(gpuvio.read_video(path, transforms=one, **kwargs)[0], T.apply(plain, one, layout="HWC"),
+                           "cpu", str(kwargs))
+    plain = [f["data"] for f in gpuvio.VideoReader(path)]
+    got = [f["data"] for f in gpuvio.VideoReader(path, transforms=one)]
+    assert {tuple(f.shape) for f in plain} == {(3, 96, 160), (3, 80, 128)}
+    assert len(got) == len(plain)
+    for g, p in zip(got, plain):
+        assert_transformed(g, T.apply(p, one), "cpu", "next()")
+    last = len(plain) - 1
+    want = T.apply(gpuvio.VideoReader(path).get_frames_at([0, last]), one)
+    reader = gpuvio.VideoReader(path, transforms=one)
+    assert_transformed(reader.get_frames_at([0, last]), want, "cpu", "get_frames_at, fresh reader")
+    reader.seek(0.45)
+    next(reader)  # the sequential decoder is now past the switch
+    assert_transformed(reader.get_frames_at([0, last]), want, "cpu", "get_frames_at after seek")
+
+
 SHARED_VIDEOS = [
     (("torchcodec", "nasa_13013.mp4"), {"start_pts": 2.0, "end_pts": 3.0, "pts_unit": "sec"}),
     (("torchcodec", "h265_video.mp4"), {}),
@@ -1053,9 +1091,8 @@ def test_decode_image(images: dict[str, bytes], device: str, kind: str, name: st
     data = images[kind]
     plain = gpuvio.decode_image(data, device=device)
     got = gpuvio.decode_image(data, device=device, transforms=IMAGE_TRANSFORMS[name]())
-    # a single image draws one window: through per_item, as every item of a batch does
-    (steps,) = T.per_item(T.as_transforms(IMAGE_TRANSFORMS[name]()), 1)
-    want = T.apply(plain, steps)
+    # one window per image, drawn as torchvision's RandomCrop would draw it on the decoded image
+    want = T.apply(plain, IMAGE_TRANSFORMS[name]())
     assert_transformed(got, want, device, f"{kind} {name}")
     if kind.endswith("png16"):
         assert got.dtype == torch.uint16
@@ -1072,9 +1109,9 @@ def test_decode_image_lists_and_read_image(images: dict[str, bytes], device: str
     for make in (IMAGE_TRANSFORMS["resize_centercrop"], IMAGE_TRANSFORMS["randomcrop_seed"],
                  lambda: [Resize(64), RandomCrop(40, seed=6), Resize((20, 21))]):
         got = gpuvio.decode_image(datas, device=device, transforms=make())
-        each = T.per_item(T.as_transforms(make()), len(datas))
+        steps = make()  # one set of transforms applied to each image in turn, as torchvision would be
         assert len(got) == len(datas)
-        for kind, g, p, steps in zip(kinds, got, plain, each):
+        for kind, g, p in zip(kinds, got, plain):
             assert_transformed(g, T.apply(p, steps), device, kind)
     # one window per image: the same JPEG twice in a batch gets two
     got = gpuvio.decode_image([sources["jpeg"]] * 2, device=device, transforms=[RandomCrop(50, seed=6)])
@@ -1090,6 +1127,25 @@ def test_decode_image_lists_and_read_image(images: dict[str, bytes], device: str
         got = gpuvio.decode_image(sources["png"], mode=mode, device=device, transforms=[Resize(50)])
         assert_transformed(got, T.apply(plain, [Resize(50)]), device, mode)
         assert got.shape[0] == plain.shape[0]
+
+
+def test_image_random_crops_draw_from_the_global_rng_like_torchvision(images: dict[str, bytes]) -> None:
+    """Without a seed, decode_image draws each image's window from torch's global RNG just as
+    torchvision's RandomCrop applied to the decoded images one after another, and leaves the RNG
+    in the same state."""
+    datas = [images["jpeg"], images["photo_jpeg"], images["png"]]
+    plain = gpuvio.decode_image(datas)
+    torch.manual_seed(21)
+    got = gpuvio.decode_image(datas, transforms=[RandomCrop(33)])
+    after = torch.rand(3)
+    torch.manual_seed(21)
+    crop = RandomCrop(33)
+    for g, p in zip(got, plain):
+        assert torch.equal(g, T.apply(p, [crop]))
+    assert torch.equal(torch.rand(3), after)
+    torch.manual_seed(21)
+    single = gpuvio.decode_image(datas[0], transforms=[RandomCrop(33)])
+    assert torch.equal(single, got[0])
 
 
 def test_sixteen_bit_png_is_resized_with_rounding(media: Callable[..., Path]) -> None:

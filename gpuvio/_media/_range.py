@@ -194,15 +194,18 @@ def _read_video_stream(container: Any, stream: Any, start: Any, end: Any, layout
 
 
 def frame_geometry(transforms: tuple[Transform, ...], stream: Any, frame: Any) -> Geometry | None:
-    """``transforms`` resolved for a stream's frames (random windows drawn now), or None for none.
+    """``transforms`` resolved for the frames of one read (random windows drawn now), or None.
 
-    Frames are transformed from the stream's declared size (frames of another size are scaled
-    to it first), or from the first frame's when the stream declares none."""
+    Planned for the size of ``frame``, the first one kept: an untransformed read returns every
+    frame at that size (frames of another size, after a resolution change mid-stream, are
+    scaled to it), so the transformed read starts from the same frames. A frame that carries no
+    size (an NVDEC surface) has the stream's declared size."""
     if not transforms:
         return None
-    context = stream.codec_context
-    height, width = (context.height, context.width) if context.height and context.width else \
-        (frame.height, frame.width)
+    height, width = getattr(frame, "height", 0), getattr(frame, "width", 0)
+    if not (height and width):
+        context = stream.codec_context
+        height, width = context.height, context.width
     return plan(transforms, height, width)
 
 

@@ -91,13 +91,19 @@ class _RandomAccess:
             self._owned.close(self._container)
         self._container = self._owned.open(self._file)
         self._stream = self._container.streams[self.stream_index]
+        # the size the stream declares when opened: the codec context follows the decoder, so
+        # after a resolution change it would size (and plan transforms for) batches by whichever
+        # frames the last call happened to decode
+        context = self._stream.codec_context
+        self._declared = (context.height, context.width)
         self._used = False
         self._frames, self.last = None, None
 
     def declared_size(self) -> tuple[int, int]:
+        """``(height, width)`` the stream declared when opened (zeros when it declares none)."""
         if self._container is None:
             self._open()
-        return self._stream.codec_context.height, self._stream.codec_context.width
+        return self._declared
 
     def frames_towards(self, target: int, keyframes: list[int]) -> Frames:
         """Frames that reach ``target``: the current ones when it lies ahead with no keyframe
@@ -369,14 +375,26 @@ class MediaReader:
         # one frame of lookahead: its conversion runs while the caller uses this one
         if not self._ahead:
             frame, at = self._next_frame()
-            self._ahead.append((self._decoding.convert(frame, self.geometry), at))
+            self._ahead.append((self._decoding.convert(frame, self._geometry_for(frame)), at))
         pending, at = self._ahead.popleft()
         try:
             frame, upcoming = self._next_frame()
-            self._ahead.append((self._decoding.convert(frame, self.geometry), upcoming))
+            self._ahead.append((self._decoding.convert(frame, self._geometry_for(frame)), upcoming))
         except StopIteration:
             pass
         return place(pending.result(), self._device), at
+
+    def _geometry_for(self, frame: Any) -> Geometry | None:
+        """The sequential frames' geometry, planned again if ``frame`` has another size than it
+        was planned for: untransformed, ``next()`` returns each frame at its own size, so after
+        a resolution change mid-stream the transforms apply to the new size (and a RandomCrop
+        draws a new window, the old one may not fit)."""
+        geometry = self.geometry
+        if geometry is not None:
+            size = (getattr(frame, "height", 0), getattr(frame, "width", 0))  # NVDEC surfaces: fixed size
+            if all(size) and size != geometry.input_size:
+                geometry = self.geometry = plan(self._transforms, *size)
+        return geometry
 
     # ------------------------------------------------------------------ random access
     def frame_index(self) -> FrameIndex:
@@ -464,7 +482,9 @@ class MediaReader:
         sink = None
         try:
             declared = random.declared_size()
-            geometry = plan(self._transforms, *self._declared_size(self._stream)) if self._transforms else None
+            geometry = None
+            if self._transforms:  # planned for the size the untransformed frames would have
+                geometry = plan(self._transforms, *(declared if all(declared) else self._declared_size(self._stream)))
             sink = random.decoding.sink(capacity=len(wanted), layout="CHW", size=declared if all(declared) else None,
                                         geometry=geometry)
             for i, target in enumerate(wanted):
