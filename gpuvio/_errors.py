@@ -55,3 +55,12 @@ class ResourceLimitError(GpuvioError, ValueError, RuntimeError):
 
 class BackendUnavailableError(GpuvioError, ImportError, RuntimeError):
     """The requested backend or device cannot run here; the message says why."""
+
+
+def for_item(exc: BaseException, what: str, index: int, total: int) -> BaseException:
+    """``exc`` again, of the same class, with ``"{what} {index} of {total}: "`` before its message:
+    the error of one item of a batch call, saying which item it was."""
+    try:
+        return type(exc)(f"{what} {index} of {total}: {exc}")
+    except TypeError:  # a class with another constructor: keep the original
+        return exc

@@ -21,6 +21,7 @@ from ._errors import (
     InvalidArgumentError,
     InvalidInputTypeError,
     UnsupportedFormatError,
+    for_item,
 )
 from ._formats import ImageFormat, sniff_image_format
 from ._protocols import DecodedImage, EncodedImage
@@ -113,13 +114,6 @@ def _prepare(source: Any, allowed: tuple[ImageFormat, ...]) -> EncodedImage | Gp
     return data, fmt
 
 
-def _with_index(exc: BaseException, index: int, total: int) -> BaseException:
-    try:
-        return type(exc)(f"image {index} of {total}: {exc}")
-    except TypeError:
-        return exc
-
-
 def _transformed(result: DecodedImage, steps: tuple[Transform, ...]) -> DecodedImage:
     if not steps or isinstance(result, BaseException):
         return result
@@ -165,7 +159,7 @@ def _decode(input: Any, mode: ImageReadMode | str, apply_exif_orientation: bool,
     failed = [(i, r) for i, r in enumerate(results) if isinstance(r, BaseException)]
     if failed and on_error == "raise":
         index, first = failed[0]
-        raise _with_index(first, index, len(results)) from first
+        raise for_item(first, "image", index, len(results)) from first
     if failed:
         reasons = "; ".join(f"{i}: {r}" for i, r in failed[:5])
         warnings.warn(f"skipped {len(failed)} of {len(results)} images that failed to decode ({reasons})",

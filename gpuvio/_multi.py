@@ -12,7 +12,7 @@ import torch
 from . import _media
 from ._dispatch import select_backend
 from ._protocols import VideoDecoder
-from ._errors import InvalidArgumentError, InvalidInputTypeError
+from ._errors import GpuvioError, InvalidArgumentError, InvalidInputTypeError, for_item
 from ._source import resolve_source
 from ._types import ColorPolicy, DeviceLike, PtsUnit, Source, check_color
 from ._video import _check_pts_unit, _check_time
@@ -81,13 +81,17 @@ def _read_concurrently(decoder: VideoDecoder, sources: list[Any], start_pts: Any
     # results are used on the caller's CUDA stream, whichever worker thread decoded them
     consumer = torch.cuda.current_stream(device) if device.type == "cuda" else None
 
-    def one(source: Any, steps: tuple[Transform, ...]) -> torch.Tensor:
-        return _media.read_video(source, start_pts=start_pts, end_pts=end_pts, pts_unit=pts_unit, decoder=decoder,
-                                 device=device, color=color, audio=False, consumer=consumer, transforms=steps)[0]
+    def one(index: int, source: Any, steps: tuple[Transform, ...]) -> torch.Tensor:
+        try:
+            return _media.read_video(source, start_pts=start_pts, end_pts=end_pts, pts_unit=pts_unit,
+                                     decoder=decoder, device=device, color=color, audio=False, consumer=consumer,
+                                     transforms=steps)[0]
+        except GpuvioError as exc:  # which of the files it was (a crop too large for it, a corrupt one...)
+            raise for_item(exc, "video", index, len(sources)) from exc
 
     each = per_item(transforms, len(sources))
     workers = max_workers or min(len(sources), decoder.concurrency(device))
     if workers <= 1:
-        return [one(s, t) for s, t in zip(sources, each)]
+        return [one(i, s, t) for i, (s, t) in enumerate(zip(sources, each))]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuvio-decode") as pool:
-        return list(pool.map(one, sources, each))
+        return list(pool.map(one, range(len(sources)), sources, each))

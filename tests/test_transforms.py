@@ -1037,6 +1037,10 @@ def test_decode_videos(clips: dict[str, Path], device: str, backend: str | None)
             assert torch.equal(g.cpu(), s.cpu())
         # the same file twice in one call: two windows (the draws differ for this seed)
         assert not torch.equal(got[0].cpu(), got[2].cpu())
+        # a crop too large for one file (160x96, the second is 320x240) names that file's place
+        with pytest.raises(gpuvio.InvalidArgumentError, match=r"video 0 of 2: CenterCrop size 200x200"):
+            gpuvio.decode_videos([sources[0], sources[1]], device=device, backend=backend,
+                                 transforms=[CenterCrop(200)], **kwargs)
 
 
 def test_decode_videos_equals_read_video(clips: dict[str, Path]) -> None:
