@@ -128,7 +128,11 @@ class Resize:
             if self.max_size is not None and new_long > self.max_size:
                 new_short, new_long = int(self.max_size * new_short / new_long), self.max_size
         new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
-        return max(new_h, 1), max(new_w, 1)
+        if new_h < 1 or new_w < 1:  # max_size squeezed the shorter side to nothing (torchvision raises too)
+            raise InvalidArgumentError(
+                f"{self!r} of a {height}x{width} frame gives a {new_h}x{new_w} (h x w) output; every side must be "
+                "at least 1 (raise max_size)")
+        return new_h, new_w
 
     def __repr__(self) -> str:
         size = None if self.size is None else (self.size[0] if len(self.size) == 1 else self.size)

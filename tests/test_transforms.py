@@ -265,6 +265,14 @@ def test_resize_output_size_is_torchvisions(height: int, width: int, size: Any, 
     assert got == reference_output_size(height, width, size, max_size)
 
 
+def test_resize_squeezed_to_nothing_by_max_size_is_refused() -> None:
+    for resize in (Resize(1, max_size=2), Resize(None, max_size=1)):
+        with pytest.raises(gpuvio.InvalidArgumentError, match=r"20x300 frame gives a 0x[12] \(h x w\)"):
+            resize.output_size(20, 300)
+    with pytest.raises(gpuvio.InvalidArgumentError, match="max_size"):
+        T.apply(torch.zeros(3, 20, 300, dtype=torch.uint8), [Resize(1, max_size=2)])
+
+
 def test_resize_output_size_known_values() -> None:
     assert Resize(100).output_size(240, 320) == (100, 133)  # int(100 * 320 / 240) = 133
     assert Resize(224).output_size(375, 500) == (224, 298)  # 298.67 truncated
