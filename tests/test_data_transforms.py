@@ -240,13 +240,19 @@ def test_spawn_workers_decode_with_transforms(clips):
     assert len(found) > 1
 
 
-def test_device_loader_decodes_the_items_transforms(clips, image_tree):
+def _loaded_both_ways(clips, device, seed):
+    """The batches of DeviceLoader over encoded clips on ``device``, and of a plain DataLoader over
+    the decoding dataset, each from the same RNG state."""
     encoded = dataset_of(clips, clip_len=4, step=5, transforms=RANDOM, decode=False)
     decoded = dataset_of(clips, clip_len=4, step=5, transforms=RANDOM)
-    torch.manual_seed(3)
-    got = list(DeviceLoader(DataLoader(encoded, batch_size=4, collate_fn=collate), device="cpu"))
-    torch.manual_seed(3)
-    want = list(DataLoader(decoded, batch_size=4, collate_fn=collate))
+    torch.manual_seed(seed)
+    got = list(DeviceLoader(DataLoader(encoded, batch_size=4, collate_fn=collate), device=device))
+    torch.manual_seed(seed)
+    return got, list(DataLoader(decoded, batch_size=4, collate_fn=collate))
+
+
+def test_device_loader_decodes_the_items_transforms(clips, image_tree):
+    got, want = _loaded_both_ways(clips, "cpu", 3)
     assert len(got) == len(want)
     for (batch, _, _), (expected, _, _) in zip(got, want):
         assert batch.shape[1:] == (4, 3, 24, 40) and torch.equal(batch, expected)
@@ -263,12 +269,7 @@ def test_device_loader_decodes_the_items_transforms(clips, image_tree):
 
 @pytest.mark.cuda("nvdec")
 def test_device_loader_cuda_clips_with_transforms_match_cpu(clips):
-    encoded = dataset_of(clips, clip_len=4, step=5, transforms=RANDOM, decode=False)
-    decoded = dataset_of(clips, clip_len=4, step=5, transforms=RANDOM)
-    torch.manual_seed(8)
-    got = list(DeviceLoader(DataLoader(encoded, batch_size=4, collate_fn=collate), device="cuda"))
-    torch.manual_seed(8)
-    want = list(DataLoader(decoded, batch_size=4, collate_fn=collate))
+    got, want = _loaded_both_ways(clips, "cuda", 8)
     for (batch, _, _), (expected, _, _) in zip(got, want):
         assert batch.device.type == "cuda" and batch.shape == expected.shape
         mean = float((batch.cpu().int() - expected.int()).abs().float().mean())

@@ -46,7 +46,7 @@ from ._decoding import PyAVPackets, decoded_frames
 from ._seeking import MAX_BUFFER, close_frames, preroll, rewind, seek_offset, seek_to_range
 from ._sources import cpu_decoder, fall_back, place, video_source
 
-__all__ = ["Selection", "frame_geometry", "read_video", "read_video_timestamps"]
+__all__ = ["Selection", "frame_geometry", "frame_size", "read_video", "read_video_timestamps"]
 
 _log = logging.getLogger("gpuvio")
 
@@ -202,11 +202,16 @@ def frame_geometry(transforms: tuple[Transform, ...], stream: Any, frame: Any) -
     size (an NVDEC surface) has the stream's declared size."""
     if not transforms:
         return None
-    height, width = getattr(frame, "height", 0), getattr(frame, "width", 0)
-    if not (height and width):
-        context = stream.codec_context
-        height, width = context.height, context.width
-    return plan(transforms, height, width)
+    size = frame_size(frame)
+    if not all(size):
+        size = (stream.codec_context.height, stream.codec_context.width)
+    return plan(transforms, *size)
+
+
+def frame_size(frame: Any) -> tuple[int, int]:
+    """``(height, width)`` of a decoded frame, ``(0, 0)`` for one that carries no size (an NVDEC
+    surface, whose size is fixed by the decoder)."""
+    return getattr(frame, "height", 0), getattr(frame, "width", 0)
 
 
 def read_audio_stream(container: Any, stream: Any, start: Any, end: Any,

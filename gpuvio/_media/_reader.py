@@ -31,6 +31,7 @@ from .._types import ColorPolicy
 from ..transforms import Geometry, Transform, plan
 from ._container import FrameIndex, OwnedContainers, audio_to_float, build_index, divx_flag, seconds, stream_metadata
 from ._decoding import Frames, PyAVPackets
+from ._range import frame_size
 from ._seeking import frame_with_pts, seek_to_keyframe
 from ._sources import cpu_decoder, fall_back, place, video_source
 
@@ -391,7 +392,7 @@ class MediaReader:
         draws a new window, the old one may not fit)."""
         geometry = self.geometry
         if geometry is not None:
-            size = (getattr(frame, "height", 0), getattr(frame, "width", 0))  # NVDEC surfaces: fixed size
+            size = frame_size(frame)
             if all(size) and size != geometry.input_size:
                 geometry = self.geometry = plan(self._transforms, *size)
         return geometry
